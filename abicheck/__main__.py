@@ -1,0 +1,3 @@
+from abicheck.cli import main
+
+main()

@@ -1,0 +1,159 @@
+"""Symbol versions: check_modstruct_version(), check_version() and the exports' CRCs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from abicheck.checks import check
+from abicheck.checks.resolve import check_version, resolve
+from abicheck.checks.vermagic import only_modversions_differs, vermagic_differences
+from abicheck.context import CheckContext
+from abicheck.model import Effect, Finding
+from abicheck.readers.versions import RECORD_SIZE
+
+
+def _hex(crc: int | None) -> str | None:
+    return None if crc is None else f"0x{crc:08x}"
+
+
+def _module_layout(ctx: CheckContext) -> tuple[str, int | None, int | None]:
+    exp = (ctx.target.exports or {}).get("module_layout")
+    kernel_crc = exp.crc if exp else None
+    outcome, module_crc = check_version(ctx, "module_layout", kernel_crc)
+    return outcome, kernel_crc, module_crc
+
+
+def _missing_entry_effect(ctx: CheckContext) -> Effect:
+    return Effect.REFUSE if ctx.distribution["missing_version_entry"] == "refuse" else Effect.WARN
+
+
+@check("MV004")
+def module_layout_mismatch(ctx: CheckContext) -> Iterator[Finding]:
+    if not ctx.elf_usable or ctx.target.exports is None:
+        return
+    outcome, kernel_crc, module_crc = _module_layout(ctx)
+    if outcome == "mismatch":
+        yield ctx.finding(
+            "MV004",
+            symbol="module_layout",
+            module_crc=_hex(module_crc),
+            kernel_crc=_hex(kernel_crc),
+        )
+
+
+@check("MV003")
+def modversions_missing(ctx: CheckContext) -> Iterator[Finding]:
+    """No __versions at all: each versioned symbol goes through try_to_force_load()."""
+    if not ctx.elf_usable or not ctx.modversions or ctx.module.versions is not None:
+        return
+    first = "module_layout" if (ctx.target.exports or {}).get("module_layout") else None
+    if first is None:
+        crc_symbols = [r.symbol.name for r in resolve(ctx) if r.version == "no-versions"]
+        if not crc_symbols:
+            return
+        first = crc_symbols[0]
+    name = ctx.module.this_module.name if ctx.module.this_module else ctx.module.name
+    if ctx.force_load:
+        yield ctx.finding(
+            "MV003",
+            effect=Effect.TAINT,
+            taint="F",
+            stage="modstruct_version",
+            first_symbol=first,
+            kernel_says=f"{name}: {first}: kernel tainted.",
+        )
+    else:
+        yield ctx.finding("MV003", stage="modstruct_version", first_symbol=first, kernel_says="")
+
+
+@check("MV005")
+def modversions_one_side(ctx: CheckContext) -> Iterator[Finding]:
+    vm = vermagic_differences(ctx)
+    if vm is None or not only_modversions_differs(vm[1]):
+        return
+    module_has = "modversions" in (ctx.module.info("vermagic") or "").split()
+    yield ctx.finding(
+        "MV005",
+        module_vermagic=ctx.module.info("vermagic"),
+        kernel_vermagic=ctx.target.vermagic,
+        module_side="with" if module_has else "without",
+        kernel_side="with" if ctx.modversions else "without",
+        has_versions_section=ctx.module.versions is not None,
+    )
+
+
+@check("MV001")
+def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
+    for r in resolve(ctx):
+        if r.version == "mismatch" and r.provider is not None:
+            yield ctx.finding(
+                "MV001",
+                order=(r.symbol.index, 2),
+                symbol=r.symbol.name,
+                module_crc=_hex(r.module_crc),
+                kernel_crc=_hex(r.provider.export.crc),
+                owner=r.provider.name,
+            )
+
+
+@check("MV002")
+def missing_entry(ctx: CheckContext) -> Iterator[Finding]:
+    if not ctx.elf_usable or ctx.target.exports is None:
+        return
+    effect = _missing_entry_effect(ctx)
+    behaviour = (
+        "refuses (a Debian patch to check_version())"
+        if effect is Effect.REFUSE
+        else "warns once and accepts it (upstream check_version())"
+    )
+    outcome, kernel_crc, _ = _module_layout(ctx)
+    if outcome == "missing-entry":
+        yield ctx.finding(
+            "MV002",
+            effect=effect,
+            stage="modstruct_version",
+            symbol="module_layout",
+            kernel_crc=_hex(kernel_crc),
+            owner="vmlinux",
+            behaviour=behaviour,
+            distribution=ctx.distribution["name"],
+        )
+    for r in resolve(ctx):
+        if r.version == "missing-entry" and r.provider is not None:
+            yield ctx.finding(
+                "MV002",
+                effect=effect,
+                order=(r.symbol.index, 2),
+                symbol=r.symbol.name,
+                kernel_crc=_hex(r.provider.export.crc),
+                owner=r.provider.name,
+                behaviour=behaviour,
+                distribution=ctx.distribution["name"],
+            )
+
+
+@check("MV006")
+def exports_without_crc(ctx: CheckContext) -> Iterator[Finding]:
+    m = ctx.module
+    if not ctx.modversions or not m.exports_without_crc:
+        return
+    name = m.this_module.name if m.this_module else m.name
+    effect = Effect.TAINT if ctx.force_load else Effect.REFUSE
+    says = f"{name}: no versions for exported symbols: kernel tainted." if ctx.force_load else ""
+    yield ctx.finding(
+        "MV006",
+        effect=effect,
+        taint="F" if ctx.force_load else None,
+        kernel_says=says,
+        symbols=list(m.exports_without_crc),
+        count=len(m.exports_without_crc),
+    )
+
+
+@check("MV007")
+def versions_malformed(ctx: CheckContext) -> Iterator[Finding]:
+    tail = ctx.module.versions_size % RECORD_SIZE
+    if ctx.module.versions is not None and tail:
+        yield ctx.finding(
+            "MV007", sh_size=ctx.module.versions_size, tail=tail, records=len(ctx.module.versions)
+        )

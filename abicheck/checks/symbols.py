@@ -1,0 +1,179 @@
+"""simplify_symbols(): every undefined symbol, in symbol-table order.
+
+For each symbol the kernel asks, in this order: is it exported to this module at all
+(GPL-only exports are invisible to a proprietary module), may a GPL-using module take it
+from its owner (inherit_taint()), does the CRC match (check_version()), is its namespace
+imported (verify_namespace_is_imported()). The first "no" fails the symbol; the loop
+still visits every symbol, so the kernel logs each failure, and the load fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from abicheck.checks import check
+from abicheck.checks.resolve import is_proprietary, resolve
+from abicheck.context import CheckContext
+from abicheck.model import Effect, Finding
+from abicheck.readers.elf import SHN_COMMON
+
+
+def _symbol_checks_possible(ctx: CheckContext) -> bool:
+    return ctx.elf_usable and ctx.target.exports is not None
+
+
+@check("SY001")
+def unknown_symbol(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    for r in resolve(ctx):
+        if r.provider is None and r.hidden_gpl is None and not r.ignored:
+            yield ctx.finding("SY001", order=(r.symbol.index, 0), symbol=r.symbol.name)
+
+
+@check("SY002")
+def invalid_section_index(ctx: CheckContext) -> Iterator[Finding]:
+    m = ctx.module
+    if not ctx.elf_usable or m.header is None:
+        return
+    for sym in m.bad_shndx:
+        yield ctx.finding(
+            "SY002",
+            order=(sym.index, 0),
+            symbol=sym.name,
+            st_shndx=sym.st_shndx,
+            max=m.header.e_shnum - 1,
+        )
+
+
+@check("SY003")
+def common_symbol(ctx: CheckContext) -> Iterator[Finding]:
+    for sym in ctx.module.common:
+        if sym.st_shndx == SHN_COMMON and not sym.name.startswith("__gnu_lto"):
+            yield ctx.finding("SY003", order=(sym.index, 0), symbol=sym.name)
+
+
+@check("GP001")
+def gpl_only_symbol(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    for r in resolve(ctx):
+        if r.hidden_gpl is not None and not r.ignored:
+            yield ctx.finding(
+                "GP001",
+                order=(r.symbol.index, 0),
+                symbol=r.symbol.name,
+                license=ctx.module.info("license") or "unspecified",
+                owner=r.hidden_gpl.name,
+            )
+
+
+@check("GP002")
+def proprietary_provider(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    for r in resolve(ctx):
+        if r.provider is None or not r.proprietary_provider:
+            continue
+        if r.proprietary_provider == "refuse":
+            yield ctx.finding(
+                "GP002", order=(r.symbol.index, 1), symbol=r.symbol.name, owner=r.provider.name
+            )
+        elif not is_proprietary(ctx.module):
+            yield ctx.finding(
+                "GP002",
+                order=(r.symbol.index, 1),
+                effect=Effect.TAINT,
+                taint="P",
+                symbol=r.symbol.name,
+                owner=r.provider.name,
+                kernel_says=f"{ctx.module.name}: module uses symbols "
+                f"{r.symbol.name} from proprietary module {r.provider.name}, "
+                "inheriting taint.",
+            )
+
+
+@check("NS001")
+def namespace_not_imported(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    allow = ctx.target.enabled("MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS")
+    for r in resolve(ctx):
+        if r.provider is None or not r.namespace_missing:
+            continue
+        if (
+            r.version in ("mismatch", "missing-entry")
+            and ctx.distribution["missing_version_entry"] == "refuse"
+        ):
+            continue  # check_version() failed first; the namespace is never looked at
+        yield ctx.finding(
+            "NS001",
+            order=(r.symbol.index, 3),
+            effect=Effect.WARN if allow else Effect.REFUSE,
+            symbol=r.symbol.name,
+            namespace=r.provider.export.namespace,
+            owner=r.provider.name,
+            imported=ctx.module.info_all("import_ns"),
+        )
+
+
+@check("DP001")
+def needs_intree_module(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    needed: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    for r in resolve(ctx):
+        if r.provider is not None and r.provider.kind == "in-tree":
+            needed.setdefault(r.provider.name, []).append(r.symbol.name)
+            first.setdefault(r.provider.name, r.symbol.index)
+    depends = {d for d in (ctx.module.info("depends") or "").split(",") if d}
+    for owner, symbols in needed.items():
+        short = owner.rsplit("/", 1)[-1]
+        yield ctx.finding(
+            "DP001",
+            order=(first[owner], 0),
+            owner=owner,
+            module_name=short,
+            symbols=symbols,
+            count=len(symbols),
+            declared=short.replace("-", "_") in {d.replace("-", "_") for d in depends},
+        )
+
+
+@check("DP002")
+def load_order(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    me = ctx.run.position(ctx.module)
+    for r in resolve(ctx):
+        p = r.provider or r.hidden_gpl
+        if p is not None and p.kind == "run" and p.position is not None and p.position > me:
+            yield ctx.finding(
+                "DP002",
+                order=(r.symbol.index, 0),
+                symbol=r.symbol.name,
+                provider=p.name,
+                provider_path=ctx.run.modules[p.position].path,
+            )
+
+
+@check("DP003")
+def undeclared_dependency(ctx: CheckContext) -> Iterator[Finding]:
+    if not _symbol_checks_possible(ctx):
+        return
+    depends = {d.replace("-", "_") for d in (ctx.module.info("depends") or "").split(",") if d}
+    reported = set()
+    for r in resolve(ctx):
+        p = r.provider
+        if p is None or p.kind != "run" or p.name in reported:
+            continue
+        if p.name.replace("-", "_") not in depends:
+            reported.add(p.name)
+            yield ctx.finding(
+                "DP003",
+                order=(r.symbol.index, 0),
+                symbol=r.symbol.name,
+                provider=p.name,
+                depends=sorted(depends),
+            )

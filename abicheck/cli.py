@@ -1,0 +1,221 @@
+"""The command line. Parsing and wiring only: the work happens in engine, readers, targets.
+
+Exit codes: 0 no error finding, 1 at least one error finding (refused or loads-unsafe),
+2 usage error or an input that could not be read (the rest of the run is still checked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from abicheck import __version__, ruledata
+from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError, ModuleReadError
+from abicheck.model import KernelTarget, Module, Severity, Verdict
+from abicheck.readers.compressed import DEFAULT_LIMIT
+
+MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+
+
+class DefaultToCheck(click.Group):
+    """``abicheck foo.ko ...`` is short for ``abicheck check foo.ko ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+def _error(message: str) -> None:
+    click.echo(f"abicheck: error: {message}", err=True)
+
+
+def expand_modules(paths: Sequence[str]) -> list[str]:
+    """Files as given; directories walked for modules, sorted for a stable order."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = []
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                found.extend(os.path.join(root, f) for f in files if f.endswith(MODULE_SUFFIXES))
+            out.extend(sorted(found))
+        else:
+            out.append(p)
+    return out
+
+
+def read_modules(paths: Sequence[str], limit: int) -> list[Module | ModuleReadError]:
+    from abicheck.readers.module import read_module
+
+    out: list[Module | ModuleReadError] = []
+    for path in paths:
+        try:
+            out.append(read_module(path, limit))
+        except ModuleReadError as e:
+            out.append(e)
+    return out
+
+
+def load_targets(specs: Sequence[str]) -> tuple[list[KernelTarget], list[AbicheckError]]:
+    from abicheck.targets import load_target
+
+    targets, errors = [], []
+    for spec in specs or ("running",):
+        try:
+            targets.append(load_target(spec))
+        except AbicheckError as e:
+            errors.append(e)
+    return targets, errors
+
+
+@click.group(cls=DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="abicheck")
+def main() -> None:
+    """Predict, before insmod, whether a kernel module loads into a kernel, and why not.
+
+    \b
+    abicheck check hello.ko --kernel /usr/src/linux-headers-6.1.0-56-amd64
+    abicheck hello.ko                  (the running kernel; `check` may be left out)
+    abicheck rule MV001                (what a rule means and how to fix it)
+
+    Exit codes: 0 no error finding, 1 error findings, 2 usage error or unreadable input.
+    """
+
+
+@main.command()
+@click.argument("modules", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--kernel",
+    "-k",
+    "kernels",
+    multiple=True,
+    metavar="TARGET",
+    help="Headers or build directory, profile file, or 'running' (the default). "
+    "Repeat for several kernels.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--output-file",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report here instead of standard output.",
+)
+@click.option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
+)
+@click.option(
+    "--max-module-size",
+    type=int,
+    default=DEFAULT_LIMIT >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="Refuse to decompress a module beyond this size.",
+)
+def check(
+    modules: tuple[str, ...],
+    kernels: tuple[str, ...],
+    fmt: str,
+    output_file: str | None,
+    color: str,
+    max_module_size: int,
+) -> None:
+    """Check MODULES (.ko files, compressed or not, or directories of them)."""
+    from abicheck.engine import check_all
+    from abicheck.reporters import get_reporter
+
+    targets, target_errors = load_targets(kernels)
+    for e in target_errors:
+        _error(str(e))
+    if not targets:
+        sys.exit(EXIT_USAGE)
+    paths = expand_modules(modules)
+    if not paths:
+        _error("no modules found in " + ", ".join(modules))
+        sys.exit(EXIT_USAGE)
+    items = read_modules(paths, max_module_size << 20)
+    for item in items:
+        if isinstance(item, ModuleReadError):
+            _error(str(item))
+    results = check_all(items, targets)
+    use_color = color == "always" or (
+        color == "auto"
+        and output_file is None
+        and sys.stdout.isatty()
+        and not os.environ.get("NO_COLOR")
+    )
+    text = get_reporter(fmt)(results, targets, use_color)
+    if output_file:
+        with open(output_file, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False, color=use_color)
+    if target_errors or any(r.verdict is Verdict.UNREADABLE for r in results):
+        sys.exit(EXIT_USAGE)
+    if any(f.severity is Severity.ERROR for r in results for f in r.findings):
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@click.argument("rule_ids", nargs=-1)
+@click.option("--all", "show_all", is_flag=True, help="Every rule.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def rule(rule_ids: tuple[str, ...], show_all: bool, fmt: str) -> None:
+    """Explain a rule: what it detects, why it matters, the kernel's message, the fix."""
+    from abicheck.ruledoc import rule_as_dict, rule_as_text
+
+    if show_all:
+        chosen = list(ruledata.all_rules().values())
+    else:
+        if not rule_ids:
+            _error("give a rule ID or name (e.g. MV001), or --all")
+            sys.exit(EXIT_USAGE)
+        chosen = []
+        for key in rule_ids:
+            r = ruledata.get_rule(key)
+            if r is None:
+                _error(f"unknown rule {key!r} (abicheck rule --all lists them)")
+                sys.exit(EXIT_USAGE)
+            chosen.append(r)
+    if fmt == "json":
+        click.echo(json.dumps([rule_as_dict(r) for r in chosen], indent=2))
+    else:
+        click.echo("\n\n".join(rule_as_text(r) for r in chosen))
+
+
+@main.group()
+def profile() -> None:
+    """Save a kernel's facts to one file, to check against it without its headers."""
+
+
+@profile.command("save")
+@click.option("--kernel", "-k", "kernel", required=True, metavar="TARGET")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Profile file; .gz compresses it.",
+)
+def profile_save(kernel: str, output: str) -> None:
+    from abicheck.targets import load_target
+    from abicheck.targets.profile import save_profile
+
+    try:
+        target = load_target(kernel)
+    except AbicheckError as e:
+        _error(str(e))
+        sys.exit(EXIT_USAGE)
+    save_profile(target, output)
+    click.echo(f"saved {target.id} ({target.source}) to {output}", err=True)

@@ -1,0 +1,151 @@
+"""What a check sees: one module, one kernel target, the rest of the run, the assumptions.
+
+Checks receive a :class:`CheckContext` and yield findings built with
+:meth:`CheckContext.finding`, which fills in the rule's name, category, severity, message
+and the kernel's own log line from ``rules/``.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from abicheck import ruledata
+from abicheck.model import Effect, Finding, KernelTarget, Module, Severity
+
+SEVERITY_OF_EFFECT = {
+    Effect.REFUSE: Severity.ERROR,
+    Effect.UNSAFE: Severity.ERROR,
+    Effect.TAINT: Severity.WARNING,
+    Effect.WARN: Severity.WARNING,
+    Effect.NONE: Severity.INFO,
+}
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """What the files cannot show, stated rather than guessed."""
+
+    loader: str = "kmod"  # kmod insmod/modprobe
+    # modprobe loads in-tree dependencies named by depmod; insmod does not
+    intree_dependencies_loaded: bool = True
+    load_order: str = "given"  # the run's modules are loaded in the order given
+
+    def describe(self, target: KernelTarget) -> tuple[str, ...]:
+        sig = "enforced" if target.enabled("MODULE_SIG_FORCE") else "not enforced"
+        return (
+            f"loader: {self.loader} insmod/modprobe",
+            "in-tree modules this module needs are loaded first (modprobe does this)"
+            if self.intree_dependencies_loaded
+            else "in-tree dependencies are not loaded",
+            "modules of this run are loaded in the order given",
+            f"signature enforcement: {sig} (the kernel's config; no lockdown assumed)",
+            "the module is not already loaded and not blacklisted on the kernel command line",
+        )
+
+
+@dataclass
+class RunContext:
+    """Everything shared by the checks of one run."""
+
+    modules: Sequence[Module] = ()
+    assumptions: Assumptions = field(default_factory=Assumptions)
+
+    def position(self, module: Module) -> int:
+        for i, m in enumerate(self.modules):
+            if m is module:
+                return i
+        return -1
+
+
+class _Evidence(string.Formatter):
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, str) and key not in kwargs:
+            raise KeyError(f"message template needs evidence {key!r}")
+        return super().get_value(key, args, kwargs)
+
+
+_FORMATTER = _Evidence()
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    return _FORMATTER.vformat(template, (), values)
+
+
+class CheckContext:
+    def __init__(self, module: Module, target: KernelTarget, run: RunContext) -> None:
+        self.module = module
+        self.target = target
+        self.run = run
+        self.generation, self.generation_verified = ruledata.generation_for(target.version)
+        self._order = ruledata.stage_order(self.generation)
+        self.memo: dict[str, Any] = {}  # computations several checks share
+
+    # -- kernel facts the checks share ----------------------------------------------------
+
+    @cached_property
+    def arch(self) -> dict[str, Any]:
+        data = ruledata.arch_data()
+        return data.get(self.target.arch, {})
+
+    @cached_property
+    def distribution(self) -> dict[str, Any]:
+        loader = ruledata.loader_data()
+        for name, d in loader.get("distributions", {}).items():
+            if name == self.target.distribution:
+                return {**loader["upstream"], **d, "name": name}
+        return {**loader["upstream"], "name": "upstream"}
+
+    @property
+    def modversions(self) -> bool:
+        return self.target.enabled("MODVERSIONS")
+
+    @property
+    def force_load(self) -> bool:
+        return self.target.enabled("MODULE_FORCE_LOAD")
+
+    @property
+    def elf_usable(self) -> bool:
+        """The module's ELF structure could be read far enough for content checks."""
+        return self.module.header is not None and bool(self.module.sections)
+
+    # -- building findings ----------------------------------------------------------------
+
+    def finding(
+        self,
+        rule_id: str,
+        *,
+        order: tuple[int, ...] = (),
+        effect: Effect | None = None,
+        taint: str | None = None,
+        kernel_says: str | None = None,
+        stage: str | None = None,
+        **evidence: Any,
+    ) -> Finding:
+        rule = ruledata.all_rules()[rule_id]
+        effect = effect or rule.effect
+        values = {"module": self.module.name, "release": self.target.release, **evidence}
+        says = kernel_says if kernel_says is not None else rule.kernel_message(self.generation)
+        taint = taint if taint is not None else rule.taint
+        if effect is not Effect.TAINT and taint == rule.taint and rule.effect is Effect.TAINT:
+            taint = None
+        return Finding(
+            rule=rule.id,
+            name=rule.name,
+            category=rule.category,
+            severity=SEVERITY_OF_EFFECT[effect],
+            effect=effect,
+            message=render(rule.message, values),
+            kernel_says=render(says, values) if says else None,
+            evidence=evidence,
+            fix=render(rule.fix, values),
+            taint=taint,
+            order=(self.stage_rank(stage or rule.stage), *order),
+            errno=rule.errno if effect is Effect.REFUSE else None,
+        )
+
+    def stage_rank(self, stage: str) -> int:
+        return self._order.get(stage, len(self._order))

@@ -1,0 +1,103 @@
+"""Run the registered checks over (module, kernel target) pairs and decide the verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from abicheck import checks, ruledata
+from abicheck.context import CheckContext, RunContext
+from abicheck.errors import ModuleReadError
+from abicheck.model import Effect, Finding, KernelTarget, Module, Result, Taint, Verdict
+
+RuleFilter = Callable[[str], bool]
+
+
+def _taint(letter: str) -> Taint:
+    info = ruledata.loader_data()["taints"][letter]
+    return Taint(letter, info["flag"], info["description"])
+
+
+def verdict_of(findings: Sequence[Finding]) -> tuple[Verdict, tuple[Taint, ...]]:
+    """The kernel's outcome from findings already in the kernel's order.
+
+    The first refusal ends the load; taints the kernel set before it stay set (the kernel
+    taints itself, not just the module), so they are reported with the refusal.
+    """
+    refusal = next((f for f in findings if f.effect is Effect.REFUSE), None)
+    taints: list[str] = []
+    for f in findings:
+        if refusal is not None and f.order >= refusal.order:
+            break
+        if f.effect is Effect.TAINT and f.taint and f.taint not in taints:
+            taints.append(f.taint)
+    ordered = tuple(_taint(t) for t in taints)
+    if refusal is not None:
+        return Verdict.REFUSED, ordered
+    if any(f.effect is Effect.UNSAFE for f in findings):
+        return Verdict.LOADS_UNSAFE, ordered
+    if ordered:
+        return Verdict.LOADS_TAINTED, ordered
+    return Verdict.LOADS, ordered
+
+
+def check_module(
+    module: Module, target: KernelTarget, run: RunContext, selected: RuleFilter | None = None
+) -> Result:
+    registry = checks.load_all()
+    ctx = CheckContext(module, target, run)
+    findings: list[Finding] = []
+    for rule_id in sorted(registry):
+        if selected is not None and not selected(rule_id):
+            continue
+        findings.extend(registry[rule_id](ctx))
+    findings.sort(key=lambda f: f.order)
+    if any(f.rule == "CF001" for f in findings):
+        # without module support the syscall fails before the loader reads the file
+        findings = [f for f in findings if f.rule == "CF001"]
+    verdict, taints = verdict_of(findings)
+    return Result(
+        module.path,
+        target.id,
+        target.release,
+        verdict,
+        taints,
+        tuple(findings),
+        run.assumptions.describe(target),
+    )
+
+
+def unreadable_result(error: ModuleReadError, target: KernelTarget) -> Result:
+    rule = ruledata.all_rules()["IN001"]
+    finding = Finding(
+        rule.id,
+        rule.name,
+        rule.category,
+        rule.severity,
+        rule.effect,
+        f"{error.path}: {error.problem}",
+        None,
+        {"path": error.path, "problem": error.problem},
+        rule.fix,
+    )
+    return Result(error.path or "", target.id, target.release, Verdict.UNREADABLE, (), (finding,))
+
+
+def check_all(
+    modules: Iterable[Module | ModuleReadError],
+    targets: Sequence[KernelTarget],
+    run: RunContext | None = None,
+    selected: RuleFilter | None = None,
+) -> list[Result]:
+    items = list(modules)
+    readable = [m for m in items if isinstance(m, Module)]
+    run = run or RunContext(readable)
+    if not run.modules:
+        run.modules = readable
+    results = []
+    for target in targets:
+        for item in items:
+            if isinstance(item, ModuleReadError):
+                results.append(unreadable_result(item, target))
+            else:
+                results.append(check_module(item, target, run, selected))
+    return results

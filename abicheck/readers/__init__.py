@@ -1,0 +1,1 @@
+"""Raw formats: bytes in, plain data out. No policy, no severities."""

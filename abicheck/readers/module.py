@@ -1,0 +1,263 @@
+"""Read a ``.ko`` (plain or compressed, signed or not) into a :class:`Module`.
+
+Layering as in libkmod: file (compressed.py) → ELF (elf.py) → module (here). Only the
+sections the loader checks need are read.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from abicheck.errors import ModuleReadError
+from abicheck.model import Export, Module, Relocation, RelocationSection, Symbol, ThisModule
+from abicheck.readers import elf as E
+from abicheck.readers.compressed import DEFAULT_LIMIT, read_module_bytes
+from abicheck.readers.modinfo import parse_modinfo
+from abicheck.readers.signature import MARKER, has_marker, parse_signature
+from abicheck.readers.versions import RECORD_SIZE, parse_versions
+
+THIS_MODULE = ".gnu.linkonce.this_module"
+
+
+def read_module(path: str, limit: int = DEFAULT_LIMIT) -> Module:
+    raw = read_module_bytes(path, limit)
+    buf, size = raw.data, len(raw.data)
+    if size == 0:
+        raise ModuleReadError(path, "empty file")
+    if bytes(buf[:4]) != E.ELFMAG:
+        what = f"{raw.compression}-compressed data" if raw.compression else "the file"
+        raise ModuleReadError(path, f"not an ELF file: {what} does not start with \\x7fELF")
+
+    # module_sig_check() runs first and shortens the image the ELF checks see.
+    signature = parse_signature(buf, size)
+    if signature is None:
+        elf_size = size
+    elif signature.problem is None:
+        elf_size = signature.signed_size
+    else:
+        elf_size = size - len(MARKER) if has_marker(buf, size) else size
+
+    img = E.ElfImage(buf, elf_size)
+    empty = Module(
+        path,
+        raw.file_size,
+        raw.compression,
+        elf_size,
+        img.header,
+        tuple(img.defects),
+        tuple(img.sections),
+        signature,
+        (),
+        0,
+        None,
+        0,
+        0,
+        (),
+        (),
+        (),
+        (),
+        (),
+        None,
+        (),
+    )
+    if img.header is None or not img.sections:
+        return empty
+
+    modinfo_secs = img.find(".modinfo")
+    modinfo_sec = img.first(".modinfo") or (modinfo_secs[0] if modinfo_secs else None)
+    modinfo = parse_modinfo(img.data(modinfo_sec)) if modinfo_sec else ()
+
+    versions_sec = img.first("__versions")
+    versions = None
+    versions_size = 0
+    if versions_sec is not None:
+        versions_size = versions_sec.sh_size
+        versions = parse_versions(img.data(versions_sec), img.word, img.endian)
+
+    symtab, symtab_count = img.symtab()
+    undefined, common, bad = [], [], []
+    if symtab is not None:
+        for sym in img.unresolved_symbols(symtab):
+            if sym.st_shndx == E.SHN_UNDEF:
+                if sym.name:
+                    undefined.append(sym)
+            elif sym.st_shndx == E.SHN_COMMON:
+                common.append(sym)
+            elif sym.st_shndx not in (E.SHN_ABS, E.SHN_LIVEPATCH):
+                bad.append(sym)
+
+    exports, without_crc = _exports(img, symtab)
+    this_module = _this_module(img, symtab, dict(modinfo).get("name"))
+    relocs = _relocation_sections(img)
+
+    return Module(
+        path,
+        raw.file_size,
+        raw.compression,
+        elf_size,
+        img.header,
+        tuple(img.defects),
+        tuple(img.sections),
+        signature,
+        modinfo,
+        len(modinfo_secs),
+        versions,
+        versions_size,
+        symtab_count,
+        tuple(undefined),
+        tuple(common),
+        tuple(bad),
+        exports,
+        without_crc,
+        this_module,
+        relocs,
+    )
+
+
+def _relocation_sections(img: E.ElfImage) -> tuple[RelocationSection, ...]:
+    out = []
+    for sec in img.sections:
+        if sec.sh_type not in (E.SHT_RELA, E.SHT_REL) or sec.sh_info >= len(img.sections):
+            continue
+        target = img.sections[sec.sh_info]
+        # apply_relocations() skips relocations for sections that are not loaded
+        if not target.sh_flags & E.SHF_ALLOC:
+            continue
+        count, types = img.relocation_types(sec)
+        out.append(RelocationSection(sec.name, target.name, count, types))
+    return tuple(out)
+
+
+def _rela_for(img: E.ElfImage, target_index: int) -> E.Section | None:
+    for sec in img.sections:
+        if sec.sh_type in (E.SHT_RELA, E.SHT_REL) and sec.sh_info == target_index:
+            return sec
+    return None
+
+
+def _exports(
+    img: E.ElfImage, symtab: E.Section | None
+) -> tuple[tuple[Export, ...], tuple[str, ...]]:
+    """The module's own exports from ``__ksymtab``/``__ksymtab_gpl`` and their CRCs.
+
+    Each ``struct kernel_symbol`` entry carries three relocations, in field order: the
+    symbol's value, its name and its namespace, the last two pointing into
+    ``__ksymtab_strings``. Following the relocations (not the ``__kstrtab_*`` helper
+    symbols) works for every layout modpost has produced since namespaces exist.
+    The CRC of entry ``i`` is the ``i``-th s32 of the matching ``__kcrctab*`` section.
+    """
+    if symtab is None:
+        return (), ()
+    strings = img.first("__ksymtab_strings")
+    strings_data = img.data(strings) if strings else b""
+    out: list[Export] = []
+    without_crc: list[str] = []
+    for tab_name, crc_name, gpl in (
+        ("__ksymtab", "__kcrctab", False),
+        ("__ksymtab_gpl", "__kcrctab_gpl", True),
+    ):
+        tab = img.first(tab_name)
+        if tab is None or tab.sh_size == 0:
+            continue
+        rela = _rela_for(img, tab.index)
+        if rela is None:
+            continue
+        entries = sorted(img.relocation_entries(rela))
+        if not entries:
+            continue
+        syms = img.symbols_by_index(symtab, {e[2] for e in entries})
+        field = (entries[1][0] - entries[0][0]) if len(entries) > 1 else tab.sh_size
+        entsize = field * 3 if field > 0 else tab.sh_size
+        crc_sec = img.first(crc_name)
+        crc_data = img.data(crc_sec) if crc_sec else b""
+        by_entry: dict[int, dict[int, tuple[int, int]]] = {}
+        for r_offset, _type, r_sym, addend in entries:
+            by_entry.setdefault(r_offset // entsize, {})[(r_offset % entsize) // field] = (
+                r_sym,
+                addend,
+            )
+        for index in sorted(by_entry):
+            fields = by_entry[index]
+
+            def string_at(
+                slot: int,
+                fields: dict[int, tuple[int, int]] = fields,
+                syms: dict[int, Symbol] = syms,
+            ) -> str:
+                if slot not in fields or strings is None:
+                    return ""
+                return _string_in(
+                    strings_data, strings.index, syms.get(fields[slot][0]), fields[slot][1]
+                )
+
+            name = string_at(1)
+            if not name and 0 in fields and fields[0][0] in syms:
+                name = syms[fields[0][0]].name
+            crc = None
+            if len(crc_data) >= (index + 1) * 4:
+                crc = struct.unpack_from(img.endian + "I", crc_data, index * 4)[0]
+            else:
+                without_crc.append(name)
+            out.append(Export(name, crc, gpl, string_at(2), "module"))
+    return tuple(out), tuple(without_crc)
+
+
+def _string_in(data: bytes, section_index: int, sym: Symbol | None, addend: int) -> str:
+    """The C string a relocation (symbol + addend) points at inside one section."""
+    if sym is None or sym.st_shndx != section_index:
+        return ""
+    start = sym.st_value + addend
+    end = data.find(b"\0", start)
+    return data[start : end if end >= 0 else None].decode("utf-8", "replace")
+
+
+def _this_module(
+    img: E.ElfImage, symtab: E.Section | None, modinfo_name: str | None
+) -> ThisModule | None:
+    secs = img.find(THIS_MODULE)
+    if not secs:
+        return None
+    sec = img.first(THIS_MODULE) or secs[0]
+    data = img.data(sec)
+    name, name_offset = "", None
+    if modinfo_name:
+        pos = data.find(modinfo_name.encode() + b"\0")
+        if pos >= 0:
+            name, name_offset = modinfo_name, pos
+    if name_offset is None and len(data) > img.word * 3:
+        # `enum module_state state; struct list_head list; char name[]` has opened
+        # struct module since Linux 2.6: the name follows one padded word and two pointers.
+        name_offset = img.word * 3
+        name = data[name_offset : name_offset + 56].split(b"\0", 1)[0].decode("utf-8", "replace")
+    relocs = ()
+    init_offset = exit_offset = None
+    rela = _rela_for(img, sec.index)
+    if rela is not None and symtab is not None:
+        entries = img.relocation_entries(rela)
+        syms = img.symbols_by_index(symtab, {e[2] for e in entries})
+
+        relocs = tuple(
+            Relocation(off, typ, syms[s].name if s in syms else "", add)
+            for off, typ, s, add in entries
+        )
+        for r in relocs:
+            if r.symbol == "init_module" and init_offset is None:
+                init_offset = r.r_offset
+            elif r.symbol == "cleanup_module" and exit_offset is None:
+                exit_offset = r.r_offset
+    return ThisModule(
+        sec.sh_size,
+        sec.sh_type,
+        sec.sh_flags,
+        len(secs),
+        name,
+        name_offset,
+        init_offset,
+        exit_offset,
+        relocs,
+    )
+
+
+def versions_tail(module: Module) -> int:
+    """Bytes of ``__versions`` that do not form a whole 64-byte record."""
+    return module.versions_size % RECORD_SIZE

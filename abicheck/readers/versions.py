@@ -1,0 +1,25 @@
+"""The ``__versions`` section: an array of ``struct modversion_info``.
+
+``struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }`` with
+``MODULE_NAME_LEN = 64 - sizeof(unsigned long)``: 64-byte records on every arch, the CRC
+taking 8 bytes on 64-bit and 4 on 32-bit. The kernel reads ``sh_size / 64`` records.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from abicheck.model import VersionEntry
+
+RECORD_SIZE = 64
+
+
+def parse_versions(data: bytes, word: int, endian: str) -> tuple[VersionEntry, ...]:
+    fmt = endian + ("Q" if word == 8 else "I")
+    out = []
+    for i in range(len(data) // RECORD_SIZE):
+        rec = data[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]
+        (crc,) = struct.unpack_from(fmt, rec, 0)
+        name = rec[word:].split(b"\0", 1)[0].decode("utf-8", "replace")
+        out.append(VersionEntry(name, crc))
+    return tuple(out)

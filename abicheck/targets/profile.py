@@ -1,0 +1,127 @@
+"""Saved kernel profiles: everything abicheck needs about one kernel, in one file.
+
+A profile is JSON (optionally gzip-compressed, chosen by magic bytes when read), so a CI
+job can check modules against a fleet of kernels without their headers. Format version 1:
+``{"abicheck_profile": 1, "release", "digest", "source", "config": {...},
+"exports": [[name, crc, gpl_only, namespace, owner], ...], ...}``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import replace
+from typing import Any
+
+from abicheck import __version__
+from abicheck.errors import TargetError
+from abicheck.model import Export, KernelTarget, Member, StructLayout
+
+FORMAT = 1
+
+
+def is_profile(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head == b"\x1f\x8b" or path.endswith(".json") or head[:1] == b"{"
+
+
+def profile_dict(target: KernelTarget) -> dict[str, Any]:
+    return {
+        "abicheck_profile": FORMAT,
+        "tool": f"abicheck {__version__}",
+        "release": target.release,
+        "digest": target.digest,
+        "source": target.source,
+        "kind": target.kind,
+        "arch": target.arch,
+        "version": list(target.version),
+        "uts_version": target.uts_version,
+        "distribution": target.distribution,
+        "vermagic": target.vermagic,
+        "vermagic_source": target.vermagic_source,
+        "config": dict(sorted(target.config.items())),
+        "exports": None
+        if target.exports is None
+        else [
+            [e.name, e.crc, e.gpl_only, e.namespace, e.owner]
+            for e in sorted(target.exports.values(), key=lambda e: e.name)
+        ],
+        "struct_module": None
+        if target.struct_module is None
+        else {
+            "name": target.struct_module.name,
+            "size": target.struct_module.size,
+            "source": target.struct_module.source,
+            "members": [
+                [m.name, m.offset, m.size, m.type_name, m.bit_offset, m.bit_size]
+                for m in target.struct_module.members
+            ],
+        },
+        "notes": list(target.notes),
+        "files": list(target.files),
+    }
+
+
+def save_profile(target: KernelTarget, path: str) -> None:
+    data = json.dumps(profile_dict(target), separators=(",", ":"), sort_keys=False).encode()
+    if path.endswith(".gz"):
+        # mtime=0 keeps the file byte-identical across saves of the same kernel
+        data = gzip.compress(data, compresslevel=9, mtime=0)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def target_from_profile(path: str) -> KernelTarget:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        d = json.loads(raw)
+    except (OSError, EOFError, gzip.BadGzipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TargetError(path, f"not a readable abicheck profile: {e}") from None
+    if not isinstance(d, dict) or d.get("abicheck_profile") != FORMAT:
+        raise TargetError(path, f"not an abicheck profile of format {FORMAT}")
+    try:
+        exports = (
+            None
+            if d["exports"] is None
+            else {e[0]: Export(e[0], e[1], bool(e[2]), e[3], e[4]) for e in d["exports"]}
+        )
+        sm = d.get("struct_module")
+        layout = (
+            None
+            if sm is None
+            else StructLayout(
+                sm["name"],
+                sm["size"],
+                tuple(Member(*m[:4], *m[4:6]) for m in sm["members"]),
+                sm["source"],
+            )
+        )
+        target = KernelTarget(
+            id=f"{d['release']}@{d['digest'][:8]}",
+            release=d["release"],
+            source=os.path.abspath(path),
+            kind="profile",
+            digest=d["digest"],
+            arch=d["arch"],
+            version=tuple(d["version"]),
+            uts_version=d.get("uts_version"),
+            distribution=d.get("distribution"),
+            config=d["config"],
+            vermagic=d.get("vermagic"),
+            vermagic_source=d.get("vermagic_source", ""),
+            exports=exports,
+            struct_module=layout,
+            notes=tuple(d.get("notes", ())),
+            files=tuple(d.get("files", ())),
+        )
+    except (KeyError, TypeError, IndexError, ValueError) as e:
+        raise TargetError(path, f"malformed abicheck profile: {e}") from None
+    return replace(target, notes=(*target.notes, f"profile of {d['source']}"))
