@@ -34,26 +34,38 @@ def _error(message: str) -> None:
     click.echo(f"abicheck: error: {message}", err=True)
 
 
-def expand_modules(paths: Sequence[str]) -> list[str]:
-    """Files as given; directories walked for modules, sorted for a stable order."""
-    out = []
+def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
+    """Files as given; directories walked for modules, sorted for a stable order.
+
+    A directory with no module in it is an input error, not silence.
+    """
+    out: dict[str, str | ModuleReadError] = {}  # ordered; a path given twice is checked once
     for p in paths:
         if os.path.isdir(p):
             found = []
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 found.extend(os.path.join(root, f) for f in files if f.endswith(MODULE_SUFFIXES))
-            out.extend(sorted(found))
+            if not found:
+                out[p] = ModuleReadError(
+                    p, "is a directory with no module (" + ", ".join(MODULE_SUFFIXES) + ") in it"
+                )
+            out.update((f, f) for f in sorted(found))
         else:
-            out.append(p)
-    return out
+            out[p] = p
+    return list(out.values())
 
 
-def read_modules(paths: Sequence[str], limit: int) -> list[Module | ModuleReadError]:
+def read_modules(
+    paths: Sequence[str | ModuleReadError], limit: int
+) -> list[Module | ModuleReadError]:
     from abicheck.readers.module import read_module
 
     out: list[Module | ModuleReadError] = []
     for path in paths:
+        if isinstance(path, ModuleReadError):
+            out.append(path)
+            continue
         try:
             out.append(read_module(path, limit))
         except ModuleReadError as e:
@@ -137,9 +149,6 @@ def check(
     if not targets:
         sys.exit(EXIT_USAGE)
     paths = expand_modules(modules)
-    if not paths:
-        _error("no modules found in " + ", ".join(modules))
-        sys.exit(EXIT_USAGE)
     items = read_modules(paths, max_module_size << 20)
     for item in items:
         if isinstance(item, ModuleReadError):

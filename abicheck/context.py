@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from abicheck import ruledata
-from abicheck.model import Effect, Finding, KernelTarget, Module, Severity
+from abicheck.model import Effect, Export, Finding, KernelTarget, Module, Severity
 
 SEVERITY_OF_EFFECT = {
     Effect.REFUSE: Severity.ERROR,
@@ -54,11 +54,22 @@ class RunContext:
     modules: Sequence[Module] = ()
     assumptions: Assumptions = field(default_factory=Assumptions)
 
+    @cached_property
+    def _positions(self) -> dict[int, int]:
+        return {id(m): i for i, m in enumerate(self.modules)}
+
     def position(self, module: Module) -> int:
-        for i, m in enumerate(self.modules):
-            if m is module:
-                return i
-        return -1
+        return self._positions.get(id(module), -1)
+
+    @cached_property
+    def exports(self) -> dict[str, tuple[int, Export]]:
+        """Every export of the run's modules: name → (position of the exporter, export).
+        The first exporter in the run wins, as the first one loaded would."""
+        out: dict[str, tuple[int, Export]] = {}
+        for pos, module in enumerate(self.modules):
+            for exp in module.exports:
+                out.setdefault(exp.name, (pos, exp))
+        return out
 
 
 class _Evidence(string.Formatter):

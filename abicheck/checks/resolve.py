@@ -48,11 +48,14 @@ def is_proprietary(module: Module) -> bool:
     return not license_is_gpl_compatible(module.info("license"))
 
 
-def version_entry(module: Module, name: str) -> VersionEntry | None:
-    for entry in module.versions or ():
-        if entry.name == name:
-            return entry
-    return None
+def versions_by_name(ctx: CheckContext) -> dict[str, VersionEntry]:
+    """__versions as a dict; the kernel takes the first record with the name."""
+    if "versions" not in ctx.memo:
+        table: dict[str, VersionEntry] = {}
+        for entry in ctx.module.versions or ():
+            table.setdefault(entry.name, entry)
+        ctx.memo["versions"] = table
+    return ctx.memo["versions"]
 
 
 def check_version(ctx: CheckContext, name: str, crc: int | None) -> tuple[str, int | None]:
@@ -63,22 +66,11 @@ def check_version(ctx: CheckContext, name: str, crc: int | None) -> tuple[str, i
         return "no-crc", None
     if ctx.module.versions is None:
         return "no-versions", None
-    entry = version_entry(ctx.module, name)
+    entry = versions_by_name(ctx).get(name)
     if entry is None:
         return "missing-entry", None
     # versions[i].crc (unsigned long) == crcval (u32): upper bits must be zero too
     return ("ok" if entry.crc == crc else "mismatch"), entry.crc
-
-
-def _run_exports(ctx: CheckContext) -> dict[str, Provider]:
-    out: dict[str, Provider] = {}
-    for pos, other in enumerate(ctx.run.modules):
-        if other is ctx.module:
-            continue
-        proprietary = is_proprietary(other)
-        for exp in other.exports:
-            out.setdefault(exp.name, Provider(exp, "run", other.name, pos, proprietary))
-    return out
 
 
 def resolve(ctx: CheckContext) -> list[Resolution]:
@@ -86,7 +78,8 @@ def resolve(ctx: CheckContext) -> list[Resolution]:
         return ctx.memo["resolutions"]
     module, target = ctx.module, ctx.target
     kernel = target.exports or {}
-    run = _run_exports(ctx)
+    run = ctx.run.exports
+    me = ctx.run.position(module)
     gplok = not is_proprietary(module)
     ignore = set(ctx.arch.get("ignore_undefined", ()))
     out = []
@@ -97,8 +90,10 @@ def resolve(ctx: CheckContext) -> list[Resolution]:
         if exp is not None:
             kind = "vmlinux" if exp.owner == "vmlinux" else "in-tree"
             found = Provider(exp, kind, exp.owner)
-        elif sym.name in run:
-            found = run[sym.name]
+        elif sym.name in run and run[sym.name][0] != me:
+            pos, exp = run[sym.name]
+            other = ctx.run.modules[pos]
+            found = Provider(exp, "run", other.name, pos, is_proprietary(other))
         hidden = None
         if found is not None and found.export.gpl_only and not gplok:
             hidden, found = found, None

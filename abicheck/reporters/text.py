@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import click
 
-from abicheck.model import KernelTarget, Result, Severity, Verdict
+from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
 
 _VERDICT_COLOR = {
     Verdict.UNREADABLE: "magenta",
@@ -36,6 +36,7 @@ def report(results: Sequence[Result], targets: Sequence[KernelTarget], color: bo
         elif taints:
             verdict += f"  taints: {taints}"
         lines.append(f"  verdict: {verdict}")
+        stop = next((f for f in r.findings if f.effect is Effect.REFUSE), None)
         for f in r.findings:
             sev = style(f"{f.severity.value:<7}", _SEVERITY_COLOR[f.severity])
             lines.append(f"  {sev} {f.rule} {f.name}: {f.message}")
@@ -43,9 +44,13 @@ def report(results: Sequence[Result], targets: Sequence[KernelTarget], color: bo
                 for i, said in enumerate(f.kernel_says.splitlines()):
                     prefix = "kernel says: " if i == 0 else "             "
                     lines.append(f"          {prefix}{said}")
-            if f.errno:
-                lines.append(f"          insmod fails with {f.errno}")
-            if f.severity is not Severity.INFO:
+            if f is stop:
+                lines.append(
+                    f"          the load stops here: insmod fails with {f.errno}"
+                    if f.errno
+                    else "          the load stops here"
+                )
+            if f.severity is Severity.ERROR:
                 lines.append(f"          fix: {f.fix}")
             if f.rule not in rules_seen and f.severity is not Severity.INFO:
                 rules_seen.append(f.rule)
