@@ -44,7 +44,8 @@ KERNELS = {
         "pick": "oldest",
         "image": True,
     },
-    "6.1-b": {"abi": "6.1.0-56", "series": r"6\.1\.0-\d+", "flavour": "amd64", "pick": "newest"},
+    "6.1-b": {"abi": "6.1.0-56", "series": r"6\.1\.0-\d+", "flavour": "amd64", "pick": "newest",
+              "image": True},
     "6.1-a-rt": {"same_abi_as": "6.1-a", "flavour": "rt-amd64", "common": "common-rt"},
     "6.1-a-cloud": {"same_abi_as": "6.1-a", "flavour": "cloud-amd64"},
     "6.12": {
