@@ -159,11 +159,18 @@ def fetch() -> dict:
         release = f"{abi}-{spec['flavour']}"
         entry = {"abi": abi, "release": release, "headers": headers}
         modules = os.path.join(root, "lib", "modules", release)
-        if os.path.isdir(modules):
+        vmlinuz = os.path.join(root, "boot", f"vmlinuz-{release}")
+        if os.path.isfile(vmlinuz):  # the image package: kernel, config, in-tree modules
             entry["modules"] = modules
+            entry["vmlinuz"] = vmlinuz
             entry["config"] = os.path.join(root, "boot", f"config-{release}")
         manifest["kernels"][role] = entry
-    with open(os.path.join(CACHE, "manifest.json"), "w") as f:
+    old = os.path.join(CACHE, "manifest.json")
+    if os.path.exists(old):  # keep what an earlier build recorded
+        with open(old) as f:
+            if "built" in (previous := json.load(f)):
+                manifest["built"] = previous["built"]
+    with open(old, "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest
 
