@@ -57,7 +57,7 @@ def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
 
 
 def read_modules(
-    paths: Sequence[str | ModuleReadError], limit: int
+    paths: Sequence[str | ModuleReadError], limit: int, certs: list | None = None
 ) -> list[Module | ModuleReadError]:
     from abicheck.readers.module import read_module
 
@@ -67,10 +67,17 @@ def read_modules(
             out.append(path)
             continue
         try:
-            out.append(read_module(path, limit))
+            out.append(read_module(path, limit, certs))
         except ModuleReadError as e:
             out.append(e)
     return out
+
+
+def _parse_param(text: str) -> tuple[str, str, str | None]:
+    """[MODULE.]NAME[=VALUE] → (module or "", name, value or None), as modprobe splits it."""
+    key, eq, value = text.partition("=")
+    module, dot, name = key.rpartition(".")
+    return module.replace("-", "_") if dot else "", name, value if eq else None
 
 
 def load_targets(specs: Sequence[str]) -> tuple[list[KernelTarget], list[AbicheckError]]:
@@ -131,6 +138,45 @@ def main() -> None:
     metavar="MIB",
     help="Refuse to decompress a module beyond this size.",
 )
+@click.option(
+    "--assume-loader",
+    type=click.Choice(["kmod", "busybox", "finit"]),
+    default="kmod",
+    show_default=True,
+    help="Who loads the module: kmod's insmod/modprobe, busybox insmod, or "
+    "finit_module() with in-kernel decompression.",
+)
+@click.option(
+    "--assume-sig-enforce", is_flag=True, help="Assume module.sig_enforce=1 (signatures required)."
+)
+@click.option(
+    "--assume-lockdown",
+    type=click.Choice(["integrity", "confidentiality"]),
+    default=None,
+    help="Assume kernel lockdown at this level.",
+)
+@click.option(
+    "--assume-secure-boot",
+    is_flag=True,
+    help="Assume UEFI Secure Boot (lockdown where the kernel's config ties it to "
+    "Secure Boot, CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT).",
+)
+@click.option(
+    "--trusted-keys",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Certificates the kernel trusts (PEM, DER, or the kernel's vmlinux/vmlinuz "
+    "whose built-in keyring is read); signatures are then verified.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="[MODULE.]NAME[=VALUE]",
+    help="A module parameter, as given to insmod; checked against the module's "
+    "declared parameters. Repeatable.",
+)
 def check(
     modules: tuple[str, ...],
     kernels: tuple[str, ...],
@@ -138,10 +184,35 @@ def check(
     output_file: str | None,
     color: str,
     max_module_size: int,
+    assume_loader: str,
+    assume_sig_enforce: bool,
+    assume_lockdown: str | None,
+    assume_secure_boot: bool,
+    trusted_keys: str | None,
+    params: tuple[str, ...],
 ) -> None:
     """Check MODULES (.ko files, compressed or not, or directories of them)."""
+    from abicheck.context import Assumptions, RunContext
     from abicheck.engine import check_all
     from abicheck.reporters import get_reporter
+
+    certs = None
+    if trusted_keys:
+        from abicheck.readers.certs import load_certificates
+
+        try:
+            certs = load_certificates(trusted_keys)
+        except AbicheckError as e:
+            _error(str(e))
+            sys.exit(EXIT_USAGE)
+    assumptions = Assumptions(
+        loader=assume_loader,
+        sig_enforce=assume_sig_enforce,
+        lockdown=assume_lockdown,
+        secure_boot=assume_secure_boot,
+        trusted_keys=f"{trusted_keys} ({len(certs)} certificates)" if certs else None,
+        params=tuple(_parse_param(p) for p in params),
+    )
 
     targets, target_errors = load_targets(kernels)
     for e in target_errors:
@@ -149,11 +220,12 @@ def check(
     if not targets:
         sys.exit(EXIT_USAGE)
     paths = expand_modules(modules)
-    items = read_modules(paths, max_module_size << 20)
+    items = read_modules(paths, max_module_size << 20, certs)
     for item in items:
         if isinstance(item, ModuleReadError):
             _error(str(item))
-    results = check_all(items, targets)
+    run = RunContext([m for m in items if isinstance(m, Module)], assumptions)
+    results = check_all(items, targets, run)
     use_color = color == "always" or (
         color == "auto"
         and output_file is None

@@ -29,21 +29,63 @@ SEVERITY_OF_EFFECT = {
 class Assumptions:
     """What the files cannot show, stated rather than guessed."""
 
-    loader: str = "kmod"  # kmod insmod/modprobe
+    loader: str = "kmod"  # kmod insmod/modprobe, busybox insmod, or finit (kernel decompresses)
     # modprobe loads in-tree dependencies named by depmod; insmod does not
     intree_dependencies_loaded: bool = True
-    load_order: str = "given"  # the run's modules are loaded in the order given
+    sig_enforce: bool = False  # module.sig_enforce=1 on the command line
+    lockdown: str | None = None  # "integrity"/"confidentiality" (lockdown= or Secure Boot)
+    secure_boot: bool = False  # booted with UEFI Secure Boot
+    trusted_keys: str | None = None  # where --trusted-keys came from
+    # --param values: module name ("" for every module) → [(name, value or None)]
+    params: tuple[tuple[str, str, str | None], ...] = ()
+
+    def enforcing(self, target: KernelTarget) -> bool:
+        return target.enabled("MODULE_SIG_FORCE") or self.sig_enforce
+
+    def lockdown_mode(self, target: KernelTarget) -> str | None:
+        """The lockdown level the kernel would run at, or None."""
+        if not target.enabled("SECURITY_LOCKDOWN_LSM"):
+            return None
+        if target.enabled("LOCK_DOWN_KERNEL_FORCE_CONFIDENTIALITY"):
+            return "confidentiality"
+        if target.enabled("LOCK_DOWN_KERNEL_FORCE_INTEGRITY"):
+            return "integrity"
+        if self.lockdown:
+            return self.lockdown
+        if self.secure_boot and target.enabled("LOCK_DOWN_IN_EFI_SECURE_BOOT"):
+            return "integrity"
+        return None
+
+    def params_for(self, module_name: str) -> list[tuple[str, str | None]]:
+        norm = module_name.replace("-", "_")
+        return [(n, v) for m, n, v in self.params if m in ("", norm)]
 
     def describe(self, target: KernelTarget) -> tuple[str, ...]:
-        sig = "enforced" if target.enabled("MODULE_SIG_FORCE") else "not enforced"
+        sig = "enforced" if self.enforcing(target) else "not enforced"
+        why = (
+            "CONFIG_MODULE_SIG_FORCE"
+            if target.enabled("MODULE_SIG_FORCE")
+            else "--assume-sig-enforce"
+            if self.sig_enforce
+            else "the kernel's config"
+        )
+        lock = self.lockdown_mode(target)
+        keys = (
+            f"signing keys checked against {self.trusted_keys}"
+            if self.trusted_keys
+            else "a signed module's key is assumed to be in the kernel's keyring"
+        )
+        loader = ruledata.loader_data()["loaders"][self.loader]["description"]
         return (
-            f"loader: {self.loader} insmod/modprobe",
+            f"loader: {loader}",
             "in-tree modules this module needs are loaded first (modprobe does this)"
             if self.intree_dependencies_loaded
             else "in-tree dependencies are not loaded",
             "modules of this run are loaded in the order given",
-            f"signature enforcement: {sig} (the kernel's config; no lockdown assumed)",
-            "the module is not already loaded and not blacklisted on the kernel command line",
+            f"signature enforcement: {sig} ({why}); lockdown: {lock or 'none'}",
+            keys,
+            "the module is not already loaded, not blacklisted (module_blacklist=), and "
+            "module loading is not disabled (kernel.modules_disabled=0)",
         )
 
 
@@ -134,6 +176,7 @@ class CheckContext:
         taint: str | None = None,
         kernel_says: str | None = None,
         stage: str | None = None,
+        errno: str | None = None,
         **evidence: Any,
     ) -> Finding:
         rule = ruledata.all_rules()[rule_id]
@@ -155,7 +198,7 @@ class CheckContext:
             fix=render(rule.fix, values),
             taint=taint,
             order=(self.stage_rank(stage or rule.stage), *order),
-            errno=rule.errno if effect is Effect.REFUSE else None,
+            errno=(errno or rule.errno) if effect is Effect.REFUSE else None,
         )
 
     def stage_rank(self, stage: str) -> int:

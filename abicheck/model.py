@@ -165,6 +165,10 @@ class ModuleSignature:
     signer: str | None = None
     key_id: str | None = None
     hash_algo: str | None = None
+    # set only when trusted certificates were given: "trusted", "unknown-key",
+    # "bad-signature" or "unsupported" (an algorithm abicheck cannot verify)
+    verification: str | None = None
+    verified_by: str | None = None  # the certificate's subject, or why verification failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,10 @@ class RelocationSection:
     target: str  # the section the relocations apply to (sh_info)
     count: int
     types: frozenset[int]
+    sh_type: int = 4  # SHT_RELA, or SHT_REL (9)
+    # entries of the arch's 32-bit zero-extended absolute type (R_X86_64_32), decoded:
+    # (r_offset, symbol name, the symbol's section name or "" if undefined, or "*ABS*")
+    narrow: tuple[tuple[int, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,8 @@ class Module:
     exports_without_crc: tuple[str, ...]  # __ksymtab entries lacking a __kcrctab partner
     this_module: ThisModule | None
     relocation_sections: tuple[RelocationSection, ...]
+    # __param: (parameter name, the kernel_param_ops symbol, e.g. param_ops_int)
+    params: tuple[tuple[str, str], ...] = ()
 
     def info(self, key: str) -> str | None:
         """First value of a .modinfo key, as the kernel's get_modinfo() returns it."""

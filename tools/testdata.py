@@ -20,6 +20,7 @@ what building a module against headers means.
 from __future__ import annotations
 
 import concurrent.futures
+import glob
 import gzip
 import hashlib
 import json
@@ -44,8 +45,13 @@ KERNELS = {
         "pick": "oldest",
         "image": True,
     },
-    "6.1-b": {"abi": "6.1.0-56", "series": r"6\.1\.0-\d+", "flavour": "amd64", "pick": "newest",
-              "image": True},
+    "6.1-b": {
+        "abi": "6.1.0-56",
+        "series": r"6\.1\.0-\d+",
+        "flavour": "amd64",
+        "pick": "newest",
+        "image": True,
+    },
     "6.1-a-rt": {"same_abi_as": "6.1-a", "flavour": "rt-amd64", "common": "common-rt"},
     "6.1-a-cloud": {"same_abi_as": "6.1-a", "flavour": "cloud-amd64"},
     "6.12": {
@@ -191,6 +197,10 @@ BUILDS = [
     ("wx_section", ["6.1-a"], {"KBUILD_MODPOST_WARN": "1"}),
     ("modinfo_flags", ["6.1-a"], {}),
     ("livepatch_flag", ["6.1-a"], {}),
+    ("params_mod", ["6.1-a", "6.12"], {}),
+    ("mcmodel_small", ["6.1-a"], {"KBUILD_MODPOST_WARN": "1"}),
+    ("dup_export", ["6.1-a"], {}),
+    ("ctor_mod", ["6.1-a"], {}),
 ]
 
 
@@ -255,6 +265,26 @@ def derive(out_dir: str) -> None:
         user = f.read()
     with open(os.path.join(out_dir, "gplonly_prop.ko"), "wb") as f:
         f.write(user.replace(b"license=GPL\0", b"license=BSD\0", 1))
+    # an export renamed to one vmlinux has (crc16 -> kfree, same length, in
+    # __ksymtab_strings): modpost refuses to build such a module, a vendor's rename or a
+    # kernel that gained the symbol later gets past it
+    if os.path.exists(os.path.join(out_dir, "dup_export.ko")):
+        with open(os.path.join(out_dir, "dup_export.ko"), "rb") as f:
+            dup = f.read()
+        strings = next(s for s in ElfImage(dup, len(dup)).sections
+                       if s.name == "__ksymtab_strings")
+        at = dup.index(b"crc16\0", strings.sh_offset, strings.sh_offset + strings.sh_size)
+        with open(os.path.join(out_dir, "dup_vmlinux.ko"), "wb") as f:
+            f.write(dup[:at] + b"kfree" + dup[at + 5:])
+    # .ctors added beside the compiler's .init_array, as mixing toolchains does
+    ctor_mod = os.path.join(out_dir, "ctor_mod.ko")
+    if os.path.exists(ctor_mod):
+        ctors = os.path.join(out_dir, "ctors.bin")
+        with open(ctors, "wb") as f:
+            f.write(b"\0" * 8)
+        run(["objcopy", "--add-section", f".ctors={ctors}", "--set-section-flags",
+             ".ctors=alloc,contents,data", ctor_mod, os.path.join(out_dir, "ctor_both.ko")])
+    sign(out_dir)
     # compressed copies, as kmod's modules_install makes them
     with open(os.path.join(out_dir, "hello.ko.xz"), "wb") as f:
         f.write(lzma.compress(data, check=lzma.CHECK_CRC32))
@@ -262,6 +292,63 @@ def derive(out_dir: str) -> None:
         f.write(gzip.compress(data, mtime=0))
     if shutil.which("zstd"):
         run(["zstd", "-q", "-f", "-19", hello, "-o", os.path.join(out_dir, "hello.ko.zst")])
+
+
+def sign(out_dir: str) -> None:
+    """Sign hello.ko with Kbuild's own sign-file and a key made here (as a DKMS or MOK
+    setup does), then damage copies the ways real signatures get damaged."""
+    sign_file = next(
+        (
+            os.path.join(d, "scripts", "sign-file")
+            for d in sorted(glob.glob(os.path.join(CACHE, "root", "usr", "lib", "linux-kbuild-*")))
+            if os.path.exists(os.path.join(d, "scripts", "sign-file"))
+        ),
+        None,
+    )
+    if sign_file is None or shutil.which("openssl") is None:
+        log("sign-file or openssl missing: no signed test modules")
+        return
+    keys = os.path.join(CACHE, "keys")
+    os.makedirs(keys, exist_ok=True)
+    key, cert_pem, cert_der = (
+        os.path.join(keys, n) for n in ("signing_key.pem", "cert.pem", "cert.der")
+    )
+    if not os.path.exists(cert_der):
+        run(
+            [
+                "openssl",
+                "req",
+                "-new",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-sha256",
+                "-nodes",
+                "-days",
+                "36500",
+                "-subj",
+                "/CN=abicheck test signing key",
+                "-keyout",
+                key,
+                "-out",
+                cert_pem,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        run(["openssl", "x509", "-in", cert_pem, "-outform", "DER", "-out", cert_der])
+    signed = os.path.join(out_dir, "hello_signed.ko")
+    run([sign_file, "sha256", key, cert_der, os.path.join(out_dir, "hello.ko"), signed])
+    with open(signed, "rb") as f:
+        data = f.read()
+    # one byte of .modinfo changed after signing: the signature no longer matches
+    with open(os.path.join(out_dir, "hello_signed_tampered.ko"), "wb") as f:
+        f.write(data.replace(b"abicheck test module: clean", b"abicheck test module: cleaN", 1))
+    # struct module_signature's algo byte set (must be 0 for PKCS#7): EBADMSG
+    marker = len(b"~Module signature appended~\n")
+    pos = len(data) - marker - 12
+    with open(os.path.join(out_dir, "hello_badsig.ko"), "wb") as f:
+        f.write(data[:pos] + b"\x01" + data[pos + 1 :])
 
 
 def build(manifest: dict) -> dict:

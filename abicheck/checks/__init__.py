@@ -29,8 +29,11 @@ def check(rule_id: str) -> Callable[[CheckFunction], CheckFunction]:
 def load_all() -> dict[str, CheckFunction]:
     """Import every check family so that each registers its rules."""
     from abicheck.checks import (  # noqa: F401
+        compression,
         elf,
         modversions,
+        params,
+        relocations,
         signature,
         symbols,
         taint,

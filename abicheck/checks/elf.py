@@ -176,3 +176,12 @@ def writable_executable(ctx: CheckContext) -> Iterator[Finding]:
         if sec.sh_flags & (SHF_WRITE | SHF_EXECINSTR) == SHF_WRITE | SHF_EXECINSTR:
             yield ctx.finding("EL006", section=sec.name, index=sec.index, effect=Effect.REFUSE)
             return  # the kernel stops at the first
+
+
+@check("EL007")
+def ctors_and_init_array(ctx: CheckContext) -> Iterator[Finding]:
+    if not ctx.elf_usable or not ctx.target.enabled("CONSTRUCTORS"):
+        return
+    names = {s.name for s in ctx.module.sections if s.sh_flags & SHF_ALLOC}
+    if ".ctors" in names and ".init_array" in names:
+        yield ctx.finding("EL007")

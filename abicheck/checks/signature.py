@@ -8,24 +8,48 @@ from abicheck.checks import check
 from abicheck.context import CheckContext
 from abicheck.model import Effect, Finding
 
+LOCKDOWN_SAYS = "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"
 
-def _enforced(ctx: CheckContext) -> bool:
-    return ctx.target.enabled("MODULE_SIG_FORCE")
+
+def _rejection(ctx: CheckContext, reason: str) -> tuple[str, str] | None:
+    """(kernel message, errno) when a non-fatal signature problem is fatal here.
+
+    module_sig_check(): "unsigned module", "module with unsupported crypto" and "module
+    with unavailable key" are refused when enforcing (EKEYREJECTED), else under lockdown
+    (EPERM from security_locked_down(LOCKDOWN_MODULE_SIGNATURE)).
+    """
+    if ctx.run.assumptions.enforcing(ctx.target):
+        return f"Loading of {reason} is rejected", "EKEYREJECTED"
+    if ctx.run.assumptions.lockdown_mode(ctx.target):
+        return LOCKDOWN_SAYS, "EPERM"
+    return None
+
+
+def _evidence(ctx: CheckContext) -> dict[str, str]:
+    a = ctx.run.assumptions
+    if ctx.target.enabled("MODULE_SIG_FORCE"):
+        why = "CONFIG_MODULE_SIG_FORCE=y"
+    elif a.sig_enforce:
+        why = "enforced (--assume-sig-enforce)"
+    elif ctx.run.assumptions.lockdown_mode(ctx.target):
+        why = f"lockdown={a.lockdown_mode(ctx.target)}"
+    else:
+        why = "not enforced"
+    return {"enforcement": why}
 
 
 @check("SG001")
 def unsigned_module(ctx: CheckContext) -> Iterator[Finding]:
     if ctx.module.signature is not None or not ctx.target.enabled("MODULE_SIG"):
         return
-    if _enforced(ctx):
+    rejected = _rejection(ctx, "unsigned module")
+    if rejected:
+        says, errno = rejected
         yield ctx.finding(
-            "SG001",
-            effect=Effect.REFUSE,
-            kernel_says="Loading of unsigned module is rejected",
-            enforcement="CONFIG_MODULE_SIG_FORCE=y",
+            "SG001", effect=Effect.REFUSE, kernel_says=says, errno=errno, **_evidence(ctx)
         )
     else:
-        yield ctx.finding("SG001", stage="taint_unsigned", enforcement="not enforced")
+        yield ctx.finding("SG001", stage="taint_unsigned", **_evidence(ctx))
 
 
 @check("SG002")
@@ -33,15 +57,17 @@ def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
     sig = ctx.module.signature
     if sig is None or sig.problem is None or not ctx.target.enabled("MODULE_SIG"):
         return
-    if sig.id_type != 2 and "id_type" in sig.problem:
+    if "id_type" in sig.problem:
         # -ENOPKG is not fatal: "module with unsupported crypto" unless enforced
         says = "module: not signed with expected PKCS#7 message"
-        if _enforced(ctx):
+        rejected = _rejection(ctx, "module with unsupported crypto")
+        if rejected:
             yield ctx.finding(
                 "SG002",
                 effect=Effect.REFUSE,
                 problem=sig.problem,
-                kernel_says=says + "\nLoading of module with unsupported crypto is rejected",
+                kernel_says=says + "\n" + rejected[0],
+                errno=rejected[1],
             )
         else:
             yield ctx.finding(
@@ -62,13 +88,64 @@ def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
 
 
 @check("SG003")
-def signature_key_unverifiable(ctx: CheckContext) -> Iterator[Finding]:
+def signature_key(ctx: CheckContext) -> Iterator[Finding]:
     sig = ctx.module.signature
     if sig is None or sig.problem is not None or not ctx.target.enabled("MODULE_SIG"):
         return
+    if sig.verification not in (None, "trusted"):
+        return  # SG004/SG005 say what is wrong
+    trust = (
+        f"verified with {sig.verified_by}"
+        if sig.verification == "trusted"
+        else "whether the kernel's keyring holds this key is not in its headers; assumed it "
+        "does (give --trusted-keys to decide)"
+    )
     yield ctx.finding(
         "SG003",
         signer=sig.signer or "(unknown)",
-        key_id=sig.key_id or "(unknown)",
+        key_id=sig.key_id or "(none)",
         hash_algo=sig.hash_algo or "(unknown)",
+        trust=trust,
     )
+
+
+@check("SG004")
+def signature_key_unknown(ctx: CheckContext) -> Iterator[Finding]:
+    sig = ctx.module.signature
+    if (
+        sig is None
+        or sig.verification not in ("unknown-key", "unsupported")
+        or not ctx.target.enabled("MODULE_SIG")
+    ):
+        return
+    reason = (
+        "module with unavailable key"
+        if sig.verification == "unknown-key"
+        else "module with unsupported crypto"
+    )
+    facts = {
+        "signer": sig.signer or "(unknown)",
+        "key_id": sig.key_id or "(none)",
+        "count": ctx.run.assumptions.trusted_keys or "given",
+        "detail": sig.verified_by or "",
+    }
+    rejected = _rejection(ctx, reason)
+    if rejected:
+        yield ctx.finding(
+            "SG004",
+            effect=Effect.REFUSE,
+            stage="signature",
+            kernel_says=rejected[0],
+            errno=rejected[1],
+            **facts,
+        )
+    else:
+        yield ctx.finding("SG004", **facts)
+
+
+@check("SG005")
+def signature_invalid(ctx: CheckContext) -> Iterator[Finding]:
+    sig = ctx.module.signature
+    if sig is None or sig.verification != "bad-signature" or not ctx.target.enabled("MODULE_SIG"):
+        return
+    yield ctx.finding("SG005", signer=sig.signer or "(unknown)", detail=sig.verified_by or "")

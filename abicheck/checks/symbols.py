@@ -177,3 +177,31 @@ def undeclared_dependency(ctx: CheckContext) -> Iterator[Finding]:
                 provider=p.name,
                 depends=sorted(depends),
             )
+
+
+@check("SY004")
+def duplicate_export(ctx: CheckContext) -> Iterator[Finding]:
+    """verify_exported_symbols(): an export that vmlinux (or a loaded module) already has."""
+    if ctx.target.exports is None:
+        return
+    me = ctx.module.name.replace("-", "_")
+    for i, exp in enumerate(ctx.module.exports):
+        other = ctx.target.exports.get(exp.name)
+        if other is None:
+            continue
+        owner_name = other.owner.rsplit("/", 1)[-1].replace("-", "_")
+        if owner_name == me:
+            continue  # the module's own entry in the kernel's Module.symvers
+        if other.owner == "vmlinux":
+            yield ctx.finding(
+                "SY004", order=(i,), symbol=exp.name, owner="vmlinux", owner_name="kernel"
+            )
+        else:
+            yield ctx.finding(
+                "SY004",
+                order=(i,),
+                effect=Effect.WARN,
+                symbol=exp.name,
+                owner=f"the in-tree module {other.owner} (when it is loaded)",
+                owner_name=owner_name,
+            )

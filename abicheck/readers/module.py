@@ -19,7 +19,9 @@ from abicheck.readers.versions import RECORD_SIZE, parse_versions
 THIS_MODULE = ".gnu.linkonce.this_module"
 
 
-def read_module(path: str, limit: int = DEFAULT_LIMIT) -> Module:
+def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None) -> Module:
+    """Read one module. With ``certs`` (trusted X.509 certificates) its signature is
+    verified too, which reads every byte of the module."""
     raw = read_module_bytes(path, limit)
     buf, size = raw.data, len(raw.data)
     if size == 0:
@@ -29,7 +31,7 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT) -> Module:
         raise ModuleReadError(path, f"not an ELF file: {what} does not start with \\x7fELF")
 
     # module_sig_check() runs first and shortens the image the ELF checks see.
-    signature = parse_signature(buf, size)
+    signature = parse_signature(buf, size, certs)
     if signature is None:
         elf_size = size
     elif signature.problem is None:
@@ -88,7 +90,8 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT) -> Module:
 
     exports, without_crc = _exports(img, symtab)
     this_module = _this_module(img, symtab, dict(modinfo).get("name"))
-    relocs = _relocation_sections(img)
+    relocs = _relocation_sections(img, symtab)
+    params = _params(img, symtab)
 
     return Module(
         path,
@@ -111,11 +114,20 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT) -> Module:
         without_crc,
         this_module,
         relocs,
+        params,
     )
 
 
-def _relocation_sections(img: E.ElfImage) -> tuple[RelocationSection, ...]:
+# Per e_machine, the relocation types that store a zero-extended 32-bit absolute address:
+# the ones that cannot hold an address in the kernel's top 2 GiB (R_X86_64_32 on x86_64).
+NARROW_ABSOLUTE = {62: frozenset({10})}
+
+
+def _relocation_sections(
+    img: E.ElfImage, symtab: E.Section | None
+) -> tuple[RelocationSection, ...]:
     out = []
+    narrow_types = NARROW_ABSOLUTE.get(img.header.e_machine if img.header else -1, frozenset())
     for sec in img.sections:
         if sec.sh_type not in (E.SHT_RELA, E.SHT_REL) or sec.sh_info >= len(img.sections):
             continue
@@ -124,8 +136,28 @@ def _relocation_sections(img: E.ElfImage) -> tuple[RelocationSection, ...]:
         if not target.sh_flags & E.SHF_ALLOC:
             continue
         count, types = img.relocation_types(sec)
-        out.append(RelocationSection(sec.name, target.name, count, types))
+        narrow: tuple[tuple[int, str, str], ...] = ()
+        if types & narrow_types and symtab is not None:
+            entries = [e for e in img.relocation_entries(sec) if e[1] in narrow_types]
+            syms = img.symbols_by_index(symtab, {e[2] for e in entries})
+            narrow = tuple(
+                _narrow_entry(img, off, syms.get(r_sym)) for off, _t, r_sym, _a in entries
+            )
+        out.append(RelocationSection(sec.name, target.name, count, types, sec.sh_type, narrow))
     return tuple(out)
+
+
+def _narrow_entry(img: E.ElfImage, offset: int, sym: Symbol | None) -> tuple[int, str, str]:
+    if sym is None:
+        return offset, "", ""
+    if sym.st_shndx == E.SHN_ABS:
+        where = "*ABS*"
+    elif sym.st_shndx == E.SHN_UNDEF or sym.st_shndx >= len(img.sections):
+        where = ""
+    else:
+        where = img.sections[sym.st_shndx].name
+    name = sym.name or where  # section symbols have no name of their own
+    return offset, name, where
 
 
 def _rela_for(img: E.ElfImage, target_index: int) -> E.Section | None:
@@ -209,6 +241,45 @@ def _string_in(data: bytes, section_index: int, sym: Symbol | None, addend: int)
     start = sym.st_value + addend
     end = data.find(b"\0", start)
     return data[start : end if end >= 0 else None].decode("utf-8", "replace")
+
+
+def _params(img: E.ElfImage, symtab: E.Section | None) -> tuple[tuple[str, str], ...]:
+    """Module parameters from ``__param``: ``struct kernel_param { const char *name;
+    struct module *mod; const struct kernel_param_ops *ops; u16 perm; s8 level; u8 flags;
+    union { void *arg; ... }; }``, five words long; name and ops come from relocations."""
+    sec = img.first("__param")
+    if sec is None or symtab is None:
+        return ()
+    rela = _rela_for(img, sec.index)
+    if rela is None:
+        return ()
+    word = img.word
+    entries = img.relocation_entries(rela)
+    syms = img.symbols_by_index(symtab, {e[2] for e in entries})
+    fields: dict[int, dict[int, tuple[Symbol | None, int]]] = {}
+    for r_offset, _type, r_sym, addend in entries:
+        fields.setdefault(r_offset // (5 * word), {})[(r_offset % (5 * word)) // word] = (
+            syms.get(r_sym),
+            addend,
+        )
+    out = []
+    for index in sorted(fields):
+        f = fields[index]
+        name = ""
+        if 0 in f and f[0][0] is not None:
+            sym, addend = f[0]
+            target = img.sections[sym.st_shndx] if sym.st_shndx < len(img.sections) else None
+            if target is not None:
+                name = _string_in(img.data(target), target.index, sym, addend)
+        ops = ""
+        if 2 in f and f[2][0] is not None:
+            sym, addend = f[2]
+            ops = sym.name
+            if not ops and sym.st_shndx < len(img.sections):  # a section symbol
+                ops = f"{img.sections[sym.st_shndx].name}+{addend:#x}"
+        if name:
+            out.append((name, ops))
+    return tuple(out)
 
 
 def _this_module(

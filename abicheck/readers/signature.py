@@ -17,6 +17,7 @@ Signer, key id and hash algorithm are read from the PKCS#7 SignerInfo as kmod's
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 from abicheck.model import ModuleSignature
 
@@ -43,7 +44,9 @@ def has_marker(buf: bytes | memoryview, size: int) -> bool:
     return size > n and bytes(buf[size - n : size]) == MARKER
 
 
-def parse_signature(buf: bytes | memoryview, size: int) -> ModuleSignature | None:
+def parse_signature(
+    buf: bytes | memoryview, size: int, certs: list | None = None
+) -> ModuleSignature | None:
     """The signature block of a module image of ``size`` bytes, or None if unsigned.
 
     Follows module_sig_check()/mod_verify_sig()/mod_check_sig() for what counts as
@@ -74,7 +77,10 @@ def parse_signature(buf: bytes | memoryview, size: int) -> ModuleSignature | Non
     )
     if problem is None:
         blob = bytes(buf[signed_size : signed_size + sig_len])
-        signer, key_id, hash_algo = _pkcs7_signer(blob)
+        info = parse_signer_info(blob)
+        verification = verified_by = None
+        if certs is not None:
+            verification, verified_by = verify(bytes(buf[:signed_size]), blob, certs)
         sig = ModuleSignature(
             algo,
             hash_,
@@ -85,9 +91,11 @@ def parse_signature(buf: bytes | memoryview, size: int) -> ModuleSignature | Non
             sig_len,
             signed_size,
             None,
-            signer,
-            key_id,
-            hash_algo,
+            info and info.signer,
+            info and info.key_id,
+            info and info.hash_algo,
+            verification,
+            verified_by,
         )
     return sig
 
@@ -132,7 +140,20 @@ def _oid(raw: bytes) -> str:
     return ".".join(map(str, parts))
 
 
-def _pkcs7_signer(blob: bytes) -> tuple[str | None, str | None, str | None]:
+@dataclass(frozen=True, slots=True)
+class SignerInfo:
+    signer: str | None
+    key_id: str | None
+    hash_algo: str | None
+    issuer_der: bytes | None  # the issuer Name, for matching a certificate
+    serial: int | None
+    subject_key_id: bytes | None
+    signed_attrs: bytes | None  # DER of [0] IMPLICIT signedAttrs, if present
+    signature: bytes
+
+
+def parse_signer_info(blob: bytes) -> SignerInfo | None:
+    """The first SignerInfo of a PKCS#7/CMS SignedData, or None if unparseable."""
     try:
         _, cs, ce = _tlv(blob, 0)  # ContentInfo
         content = _children(blob, cs, ce)
@@ -142,22 +163,110 @@ def _pkcs7_signer(blob: bytes) -> tuple[str | None, str | None, str | None]:
         first = _children(blob, signer_infos[1], signer_infos[2])[0]
         info = _children(blob, first[1], first[2])
         sid, digest_alg = info[1], info[2]
-        signer = key_id = None
+        signer = key_id = issuer_der = serial = skid = None
         if sid[0] == 0x30:  # IssuerAndSerialNumber
-            issuer, serial = _children(blob, sid[1], sid[2])[:2]
+            issuer, serial_el = _children(blob, sid[1], sid[2])[:2]
+            issuer_der = _element(blob, issuer)
             for rdn in _children(blob, issuer[1], issuer[2]):
                 for atv in _children(blob, rdn[1], rdn[2]):
                     typ, val = _children(blob, atv[1], atv[2])[:2]
                     if _oid(blob[typ[1] : typ[2]]) == _OID_COMMON_NAME:
                         signer = blob[val[1] : val[2]].decode("utf-8", "replace")
-            key_id = _hex(blob[serial[1] : serial[2]].lstrip(b"\0"))
+            raw_serial = blob[serial_el[1] : serial_el[2]]
+            serial = int.from_bytes(raw_serial, "big", signed=True)
+            key_id = _hex(raw_serial.lstrip(b"\0"))
         elif sid[0] == 0x80:  # [0] SubjectKeyIdentifier
-            key_id = _hex(blob[sid[1] : sid[2]])
+            skid = blob[sid[1] : sid[2]]
+            key_id = _hex(skid)
         alg_oid = _children(blob, digest_alg[1], digest_alg[2])[0]
         hash_algo = _HASH_OIDS.get(_oid(blob[alg_oid[1] : alg_oid[2]]))
-        return signer, key_id, hash_algo
+        rest = info[3:]
+        signed_attrs = None
+        if rest and rest[0][0] == 0xA0:
+            signed_attrs = _element(blob, rest[0])
+            rest = rest[1:]
+        signature = blob[rest[1][1] : rest[1][2]]  # after signatureAlgorithm
+        return SignerInfo(
+            signer, key_id, hash_algo, issuer_der, serial, skid, signed_attrs, signature
+        )
     except (IndexError, ValueError):
-        return None, None, None
+        return None
+
+
+def _element(blob: bytes, child: tuple[int, int, int]) -> bytes:
+    """The whole DER element (tag and length included) of a parsed child."""
+    _tag, cs, ce = child
+    start = cs - 2
+    while _tlv(blob, start)[1:] != (cs, ce):
+        start -= 1
+    return blob[start:ce]
+
+
+def verify(signed: bytes, blob: bytes, certs: list) -> tuple[str, str]:
+    """Verify a module signature as the kernel's pkcs7_verify() would, against ``certs``.
+
+    Returns (outcome, detail): "trusted" and the certificate's subject; "unknown-key" when
+    no certificate matches the signer (the kernel's -ENOKEY); "bad-signature" when one
+    matches but the signature does not verify (-EKEYREJECTED); "unsupported".
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.x509.oid import ExtensionOID
+
+    info = parse_signer_info(blob)
+    if info is None:
+        return "unsupported", "the PKCS#7 message could not be parsed"
+    matching = []
+    for cert in certs:
+        if info.serial is not None and info.issuer_der is not None:
+            if cert.serial_number == info.serial and cert.issuer.public_bytes() == info.issuer_der:
+                matching.append(cert)
+        elif info.subject_key_id is not None:
+            try:
+                ext = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+            except Exception:
+                continue
+            if ext.value.digest == info.subject_key_id:
+                matching.append(cert)
+    if not matching:
+        return "unknown-key", "no trusted certificate matches the signer"
+    algo = {
+        "sha1": hashes.SHA1,
+        "sha224": hashes.SHA224,
+        "sha256": hashes.SHA256,
+        "sha384": hashes.SHA384,
+        "sha512": hashes.SHA512,
+        "sha3-256": hashes.SHA3_256,
+        "sha3-384": hashes.SHA3_384,
+        "sha3-512": hashes.SHA3_512,
+    }.get(info.hash_algo or "")
+    if algo is None:
+        return "unsupported", f"digest algorithm {info.hash_algo} is not supported here"
+    data = signed
+    if info.signed_attrs is not None:
+        # the signature covers the attributes, re-tagged as a SET (RFC 5652 5.4); their
+        # messageDigest must be the content's digest
+        h = hashes.Hash(algo())
+        h.update(signed)
+        if h.finalize() not in info.signed_attrs:
+            return "bad-signature", "the messageDigest attribute does not match the module"
+        data = b"\x31" + info.signed_attrs[1:]
+    cert = matching[0]
+    key = cert.public_key()
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            key.verify(info.signature, data, padding.PKCS1v15(), algo())
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(info.signature, data, ec.ECDSA(algo()))
+        else:
+            return "unsupported", f"{type(key).__name__} keys are not supported here"
+    except InvalidSignature:
+        return (
+            "bad-signature",
+            "the signature does not verify with " + cert.subject.rfc4514_string(),
+        )
+    return "trusted", cert.subject.rfc4514_string()
 
 
 def _hex(raw: bytes) -> str:

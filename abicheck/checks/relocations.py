@@ -1,0 +1,68 @@
+"""apply_relocations(): relocation types and values the arch's loader cannot apply."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from abicheck.checks import check
+from abicheck.context import CheckContext
+from abicheck.model import Finding
+from abicheck.readers.elf import SHT_REL
+
+
+@check("RL001")
+def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
+    known = {int(k): v for k, v in ctx.arch.get("relocations", {}).items()}
+    if not known or not ctx.elf_usable:
+        return
+    for i, rs in enumerate(ctx.module.relocation_sections):
+        if rs.sh_type == SHT_REL:
+            yield ctx.finding(
+                "RL001",
+                order=(i,),
+                section=rs.name,
+                target=rs.target,
+                r_type=9,
+                type_name="SHT_REL section",
+                arch=ctx.target.arch,
+                kernel_says=f"module {ctx.module.name}: REL relocation unsupported",
+            )
+            continue
+        for r_type in sorted(rs.types - known.keys()):
+            yield ctx.finding(
+                "RL001",
+                order=(i, r_type),
+                section=rs.name,
+                target=rs.target,
+                r_type=r_type,
+                type_name="unknown",
+                arch=ctx.target.arch,
+            )
+
+
+@check("RL002")
+def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
+    if not ctx.elf_usable or not ctx.arch:
+        return
+    names = {int(k): v for k, v in ctx.arch.get("relocations", {}).items()}
+    percpu = {".data..percpu"}  # per-CPU offsets are small: they fit
+    for i, rs in enumerate(ctx.module.relocation_sections):
+        for r_offset, symbol, where in rs.narrow:
+            if where == "*ABS*" or where in percpu:
+                continue
+            if where:
+                kind = f"defined in {where}, a module address"
+            else:
+                exp = (ctx.target.exports or {}).get(symbol)
+                kind = f"exported by {exp.owner}" if exp else "undefined"
+            yield ctx.finding(
+                "RL002",
+                order=(i, r_offset),
+                section=rs.target,
+                r_offset=r_offset,
+                r_type=10,
+                type_name=names.get(10, "10"),
+                symbol=symbol,
+                where=kind,
+            )
+            return  # the kernel stops at the first
