@@ -15,7 +15,7 @@ import click
 
 from abicheck import __version__, ruledata
 from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError, ModuleReadError
-from abicheck.model import KernelTarget, Module, Severity, Verdict
+from abicheck.model import KernelTarget, Severity, Verdict
 from abicheck.readers.compressed import DEFAULT_LIMIT
 
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
@@ -54,23 +54,6 @@ def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
         else:
             out[p] = p
     return list(out.values())
-
-
-def read_modules(
-    paths: Sequence[str | ModuleReadError], limit: int, certs: list | None = None
-) -> list[Module | ModuleReadError]:
-    from abicheck.readers.module import read_module
-
-    out: list[Module | ModuleReadError] = []
-    for path in paths:
-        if isinstance(path, ModuleReadError):
-            out.append(path)
-            continue
-        try:
-            out.append(read_module(path, limit, certs))
-        except ModuleReadError as e:
-            out.append(e)
-    return out
 
 
 def _parse_param(text: str) -> tuple[str, str, str | None]:
@@ -177,6 +160,13 @@ def main() -> None:
     help="A module parameter, as given to insmod; checked against the module's "
     "declared parameters. Repeatable.",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for large runs (default: one per CPU).",
+)
 def check(
     modules: tuple[str, ...],
     kernels: tuple[str, ...],
@@ -190,11 +180,12 @@ def check(
     assume_secure_boot: bool,
     trusted_keys: str | None,
     params: tuple[str, ...],
+    jobs: int | None,
 ) -> None:
     """Check MODULES (.ko files, compressed or not, or directories of them)."""
-    from abicheck.context import Assumptions, RunContext
-    from abicheck.engine import check_all
+    from abicheck.context import Assumptions
     from abicheck.reporters import get_reporter
+    from abicheck.runner import run_checks
 
     certs = None
     if trusted_keys:
@@ -220,12 +211,10 @@ def check(
     if not targets:
         sys.exit(EXIT_USAGE)
     paths = expand_modules(modules)
-    items = read_modules(paths, max_module_size << 20, certs)
-    for item in items:
-        if isinstance(item, ModuleReadError):
-            _error(str(item))
-    run = RunContext([m for m in items if isinstance(m, Module)], assumptions)
-    results = check_all(items, targets, run)
+    output = run_checks(paths, targets, assumptions, max_module_size << 20, certs, jobs)
+    for error in output.errors:
+        _error(str(error))
+    results = output.results
     use_color = color == "always" or (
         color == "auto"
         and output_file is None

@@ -89,27 +89,56 @@ class Assumptions:
         )
 
 
+def license_is_gpl_compatible(license: str | None) -> bool:
+    """include/linux/license.h; a missing license counts as "unspecified"."""
+    return (license or "unspecified") in ruledata.loader_data()["license"]["gpl_compatible"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunEntry:
+    """What the other checks of a run need to know about one of its modules."""
+
+    path: str
+    name: str
+    proprietary: bool
+    exports: tuple[Export, ...]
+
+    @classmethod
+    def of(cls, module: Module) -> RunEntry:
+        return cls(
+            module.path,
+            module.name,
+            not license_is_gpl_compatible(module.info("license")),
+            module.exports,
+        )
+
+
 @dataclass
 class RunContext:
-    """Everything shared by the checks of one run."""
+    """Everything shared by the checks of one run: its modules, in load order, and the
+    assumptions. Entries are summaries, so that worker processes can share them."""
 
-    modules: Sequence[Module] = ()
+    entries: Sequence[RunEntry] = ()
     assumptions: Assumptions = field(default_factory=Assumptions)
 
+    @classmethod
+    def of(cls, modules: Sequence[Module], assumptions: Assumptions | None = None) -> RunContext:
+        return cls([RunEntry.of(m) for m in modules], assumptions or Assumptions())
+
     @cached_property
-    def _positions(self) -> dict[int, int]:
-        return {id(m): i for i, m in enumerate(self.modules)}
+    def _positions(self) -> dict[str, int]:
+        return {e.path: i for i, e in enumerate(self.entries)}
 
     def position(self, module: Module) -> int:
-        return self._positions.get(id(module), -1)
+        return self._positions.get(module.path, -1)
 
     @cached_property
     def exports(self) -> dict[str, tuple[int, Export]]:
         """Every export of the run's modules: name → (position of the exporter, export).
         The first exporter in the run wins, as the first one loaded would."""
         out: dict[str, tuple[int, Export]] = {}
-        for pos, module in enumerate(self.modules):
-            for exp in module.exports:
+        for pos, entry in enumerate(self.entries):
+            for exp in entry.exports:
                 out.setdefault(exp.name, (pos, exp))
         return out
 
@@ -152,11 +181,11 @@ class CheckContext:
                 return {**loader["upstream"], **d, "name": name}
         return {**loader["upstream"], "name": "upstream"}
 
-    @property
+    @cached_property
     def modversions(self) -> bool:
         return self.target.enabled("MODVERSIONS")
 
-    @property
+    @cached_property
     def force_load(self) -> bool:
         return self.target.enabled("MODULE_FORCE_LOAD")
 

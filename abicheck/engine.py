@@ -89,10 +89,8 @@ def check_all(
     selected: RuleFilter | None = None,
 ) -> list[Result]:
     items = list(modules)
-    readable = [m for m in items if isinstance(m, Module)]
-    run = run or RunContext(readable)
-    if not run.modules:
-        run.modules = readable
+    if run is None:
+        run = RunContext.of([m for m in items if isinstance(m, Module)])
     results = []
     for target in targets:
         for item in items:

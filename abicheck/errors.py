@@ -16,6 +16,10 @@ class AbicheckError(Exception):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        # picklable across the runner's worker processes
+        return (type(self), (self.path, self.problem))
+
 
 class ModuleReadError(AbicheckError):
     """The module file cannot be read as a kernel module at all."""

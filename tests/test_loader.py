@@ -184,7 +184,7 @@ def test_ctors_and_init_array_on_a_constructors_kernel(testdata):
     with_ctors = dataclasses.replace(target, config={**target.config, "CONFIG_CONSTRUCTORS": "y"})
     both = read_module(built(testdata, "6.1-a", "ctor_both.ko"))
     single = read_module(built(testdata, "6.1-a", "ctor_mod.ko"))
-    run = RunContext([both], Assumptions())
+    run = RunContext.of([both], Assumptions())
     r = check_module(both, with_ctors, run)
     assert r.verdict.value == "refused"
     assert [f.kernel_says for f in r.findings if f.rule == "EL007"] == [
@@ -192,7 +192,7 @@ def test_ctors_and_init_array_on_a_constructors_kernel(testdata):
     ]
     assert "EL007" not in [f.rule for f in check_module(both, target, run).findings]
     assert "EL007" not in [
-        f.rule for f in check_module(single, with_ctors, RunContext([single])).findings
+        f.rule for f in check_module(single, with_ctors, RunContext.of([single])).findings
     ]
 
 

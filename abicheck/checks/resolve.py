@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from abicheck import ruledata
-from abicheck.context import CheckContext
+from abicheck.context import CheckContext, license_is_gpl_compatible
 from abicheck.model import Export, Module, Symbol, VersionEntry
 from abicheck.readers.elf import STB_WEAK
 
@@ -37,11 +36,6 @@ class Resolution:
     # inherit_taint(): "refuse" when a module already using GPL-only symbols takes one
     # from a proprietary module, "inherit" when it takes on that module's P taint
     proprietary_provider: str = ""
-
-
-def license_is_gpl_compatible(license: str | None) -> bool:
-    allowed = ruledata.loader_data()["license"]["gpl_compatible"]
-    return (license or "unspecified") in allowed
 
 
 def is_proprietary(module: Module) -> bool:
@@ -82,6 +76,7 @@ def resolve(ctx: CheckContext) -> list[Resolution]:
     me = ctx.run.position(module)
     gplok = not is_proprietary(module)
     ignore = set(ctx.arch.get("ignore_undefined", ()))
+    imported = set(module.info_all("import_ns"))
     out = []
     using_gplonly = False
     for sym in module.undefined:
@@ -92,8 +87,8 @@ def resolve(ctx: CheckContext) -> list[Resolution]:
             found = Provider(exp, kind, exp.owner)
         elif sym.name in run and run[sym.name][0] != me:
             pos, exp = run[sym.name]
-            other = ctx.run.modules[pos]
-            found = Provider(exp, "run", other.name, pos, is_proprietary(other))
+            other = ctx.run.entries[pos]
+            found = Provider(exp, "run", other.name, pos, other.proprietary)
         hidden = None
         if found is not None and found.export.gpl_only and not gplok:
             hidden, found = found, None
@@ -104,7 +99,7 @@ def resolve(ctx: CheckContext) -> list[Resolution]:
                 conflict = "refuse" if using_gplonly else "inherit"
             version, module_crc = check_version(ctx, sym.name, found.export.crc)
             ns = found.export.namespace
-            ns_missing = bool(ns) and ns not in module.info_all("import_ns")
+            ns_missing = bool(ns) and ns not in imported
         ignored = found is None and (sym.st_bind == STB_WEAK or sym.name in ignore)
         out.append(
             Resolution(sym, found, hidden, ignored, version, module_crc, ns_missing, conflict)

@@ -154,7 +154,7 @@ def load_order(ctx: CheckContext) -> Iterator[Finding]:
                 order=(r.symbol.index, 0),
                 symbol=r.symbol.name,
                 provider=p.name,
-                provider_path=ctx.run.modules[p.position].path,
+                provider_path=ctx.run.entries[p.position].path,
             )
 
 

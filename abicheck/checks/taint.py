@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from abicheck.checks import check
-from abicheck.checks.resolve import license_is_gpl_compatible
-from abicheck.context import CheckContext
+from abicheck.context import CheckContext, license_is_gpl_compatible
 from abicheck.model import Effect, Finding
 
 

@@ -90,6 +90,7 @@ class ElfImage:
         self.header: ElfHeader | None = None
         self.sections: list[Section] = []
         self._layout: _Layout | None = None
+        self._strtabs: dict[int, bytes] = {}
         self._parse()
 
     # -- header and sections -----------------------------------------------------
@@ -157,6 +158,7 @@ class ElfImage:
                 self._defect("shstrtab_unterminated")
         if raw and (raw[0][1] != SHT_NULL or raw[0][5] != 0 or raw[0][3] != 0):
             self._defect("section0", sh_type=raw[0][1])
+        names = bytes(buf[strtab[0] : strtab[0] + strtab[1]]) if strtab is not None else b""
         sections = []
         for i, (
             sh_name,
@@ -172,8 +174,9 @@ class ElfImage:
         ) in enumerate(raw):
             name = ""
             if strtab is not None:
-                if sh_name < strtab[1]:
-                    name = self._cstr(strtab[0] + sh_name, strtab[0] + strtab[1])
+                if sh_name < len(names):
+                    end = names.find(b"\0", sh_name)
+                    name = names[sh_name : end if end >= 0 else None].decode("utf-8", "replace")
                 elif i and sh_type != SHT_NULL:
                     self._defect(
                         "section_name", index=i, sh_type=sh_type, alloc=bool(sh_flags & SHF_ALLOC)
@@ -211,6 +214,11 @@ class ElfImage:
         if end < 0:
             end = limit
         return bytes(self.buf[start:end]).decode("utf-8", "replace")
+
+    def string_table(self, sec: Section) -> bytes:
+        if sec.index not in self._strtabs:
+            self._strtabs[sec.index] = self.data(sec)
+        return self._strtabs[sec.index]
 
     # -- section access ----------------------------------------------------------
 
@@ -262,7 +270,7 @@ class ElfImage:
             indices: Iterable[int] = [i for i, v in enumerate(shndx) if v == 0 or v >= shnum]
         else:
             indices = range(count)
-        str_off, str_end = strsec.sh_offset, strsec.sh_offset + strsec.sh_size
+        strings = self.string_table(strsec)
         out = []
         for i in indices:
             if i == 0:
@@ -274,8 +282,17 @@ class ElfImage:
                 st_name, st_value, st_size, st_info, _other, st_shndx = fields
             if st_shndx != SHN_UNDEF and st_shndx < shnum:
                 continue
-            name = self._cstr(str_off + st_name, str_end) if st_name < strsec.sh_size else ""
-            out.append(Symbol(i, name, st_value, st_size, st_info >> 4, st_info & 0xF, st_shndx))
+            out.append(
+                Symbol(
+                    i,
+                    _string(strings, st_name),
+                    st_value,
+                    st_size,
+                    st_info >> 4,
+                    st_info & 0xF,
+                    st_shndx,
+                )
+            )
         return out
 
     def symbols_by_index(self, symtab: Section, indices: Iterable[int]) -> dict[int, Symbol]:
@@ -288,7 +305,7 @@ class ElfImage:
         if not self.readable(strsec):
             return {}
         entsize = _SYM_SIZE[lay.ei_class]
-        str_off, str_end = strsec.sh_offset, strsec.sh_offset + strsec.sh_size
+        strings = self.string_table(strsec)
         out = {}
         for i in set(indices):
             if i <= 0 or (i + 1) * entsize > symtab.sh_size:
@@ -298,8 +315,15 @@ class ElfImage:
                 st_name, st_info, _other, st_shndx, st_value, st_size = fields
             else:
                 st_name, st_value, st_size, st_info, _other, st_shndx = fields
-            name = self._cstr(str_off + st_name, str_end) if st_name < strsec.sh_size else ""
-            out[i] = Symbol(i, name, st_value, st_size, st_info >> 4, st_info & 0xF, st_shndx)
+            out[i] = Symbol(
+                i,
+                _string(strings, st_name),
+                st_value,
+                st_size,
+                st_info >> 4,
+                st_info & 0xF,
+                st_shndx,
+            )
         return out
 
     # -- relocations ---------------------------------------------------------------
@@ -361,6 +385,14 @@ class ElfImage:
 
 
 _NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _string(table: bytes, offset: int) -> str:
+    """The NUL-terminated string at ``offset`` of a string table ("" when out of range)."""
+    if offset >= len(table):
+        return ""
+    end = table.find(b"\0", offset)
+    return table[offset : end if end >= 0 else None].decode("utf-8", "replace")
 
 
 def _reloc_entsize(ei_class: int, sh_type: int) -> int:

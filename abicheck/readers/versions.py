@@ -15,11 +15,9 @@ RECORD_SIZE = 64
 
 
 def parse_versions(data: bytes, word: int, endian: str) -> tuple[VersionEntry, ...]:
-    fmt = endian + ("Q" if word == 8 else "I")
-    out = []
-    for i in range(len(data) // RECORD_SIZE):
-        rec = data[i * RECORD_SIZE : (i + 1) * RECORD_SIZE]
-        (crc,) = struct.unpack_from(fmt, rec, 0)
-        name = rec[word:].split(b"\0", 1)[0].decode("utf-8", "replace")
-        out.append(VersionEntry(name, crc))
-    return tuple(out)
+    fmt = endian + ("Q" if word == 8 else "I") + f"{RECORD_SIZE - word}s"
+    whole = len(data) - len(data) % RECORD_SIZE
+    return tuple(
+        VersionEntry(name.split(b"\0", 1)[0].decode("utf-8", "replace"), crc)
+        for crc, name in struct.iter_unpack(fmt, data[:whole])
+    )

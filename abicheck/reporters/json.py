@@ -75,4 +75,6 @@ def document(results: Sequence[Result], targets: Sequence[KernelTarget]) -> dict
 
 
 def report(results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False) -> str:
-    return json.dumps(document(results, targets), indent=2, sort_keys=False) + "\n"
+    doc = document(results, targets)
+    # indent forces json's pure-Python encoder, which costs seconds on a module tree
+    return json.dumps(doc, indent=2 if len(results) <= 100 else None) + "\n"

@@ -1,0 +1,140 @@
+"""Run a whole check: read every module, then check each against each target.
+
+Big runs (a module tree) are split over worker processes, one per core. Modules depend on
+each other's exports, so the work goes in two phases: each worker reads its share and
+sends back only a summary of each module (name, license, exports); the parent merges
+them into the run's export table in load order and sends it back; each worker then
+checks the modules it kept in memory. The kernel targets are loaded once, before the
+workers fork, and shared copy-on-write.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from abicheck.context import Assumptions, RunContext, RunEntry
+from abicheck.engine import check_module, unreadable_result
+from abicheck.errors import ModuleReadError
+from abicheck.model import KernelTarget, Module, Result
+from abicheck.readers.module import read_module
+
+# Below this many modules, forking costs more than it saves.
+PARALLEL_THRESHOLD = 48
+
+
+@dataclass
+class RunOutput:
+    errors: list[ModuleReadError]  # unreadable inputs, in input order
+    results: list[Result]  # target-major, inputs in order
+
+
+def _read(path: str | ModuleReadError, limit: int, certs: list | None) -> Module | ModuleReadError:
+    if isinstance(path, ModuleReadError):
+        return path
+    try:
+        return read_module(path, limit, certs)
+    except ModuleReadError as e:
+        return e
+
+
+def run_checks(
+    paths: Sequence[str | ModuleReadError],
+    targets: Sequence[KernelTarget],
+    assumptions: Assumptions,
+    limit: int,
+    certs: list | None = None,
+    jobs: int | None = None,
+) -> RunOutput:
+    jobs = jobs or os.cpu_count() or 1
+    if (
+        jobs > 1
+        and len(paths) >= PARALLEL_THRESHOLD
+        and "fork" in multiprocessing.get_all_start_methods()
+    ):
+        return _run_parallel(list(paths), targets, assumptions, limit, certs, jobs)
+    items = [_read(p, limit, certs) for p in paths]
+    modules = [m for m in items if isinstance(m, Module)]
+    run = RunContext.of(modules, assumptions)
+    results = []
+    for target in targets:
+        for item in items:
+            results.append(
+                unreadable_result(item, target)
+                if isinstance(item, ModuleReadError)
+                else check_module(item, target, run)
+            )
+    return RunOutput([i for i in items if isinstance(i, ModuleReadError)], results)
+
+
+def _worker(
+    conn, paths: list[tuple[int, str | ModuleReadError]], targets, assumptions, limit: int, certs
+) -> None:
+    try:
+        items = [(i, _read(p, limit, certs)) for i, p in paths]
+        conn.send([(i, RunEntry.of(m) if isinstance(m, Module) else m) for i, m in items])
+        entries = conn.recv()
+        run = RunContext(entries, assumptions)
+        out = []
+        for t, target in enumerate(targets):
+            for i, item in items:
+                if isinstance(item, ModuleReadError):
+                    out.append((t, i, unreadable_result(item, target)))
+                else:
+                    out.append((t, i, check_module(item, target, run)))
+        conn.send(out)
+    except BaseException:  # report to the parent rather than dying silently
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def _run_parallel(
+    paths: list[str | ModuleReadError],
+    targets: Sequence[KernelTarget],
+    assumptions: Assumptions,
+    limit: int,
+    certs,
+    jobs: int,
+) -> RunOutput:
+    ctx = multiprocessing.get_context("fork")
+    indexed = list(enumerate(paths))
+    # interleave so that large neighbouring modules (one driver family) spread out
+    shares = [indexed[w::jobs] for w in range(jobs)]
+    workers = []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_worker,
+            args=(child, share, list(targets), assumptions, limit, certs),
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        workers.append((proc, parent))
+    summaries: dict[int, RunEntry | ModuleReadError] = {}
+    for _proc, conn in workers:
+        got = conn.recv()
+        _raise_if_error(got)
+        summaries.update(got)
+    ordered = [summaries[i] for i in range(len(paths))]
+    entries = [e for e in ordered if isinstance(e, RunEntry)]
+    for _proc, conn in workers:
+        conn.send(entries)
+    collected: dict[tuple[int, int], Result] = {}
+    for proc, conn in workers:
+        got = conn.recv()
+        _raise_if_error(got)
+        collected.update(((t, i), r) for t, i, r in got)
+        proc.join()
+    results = [collected[(t, i)] for t in range(len(targets)) for i in range(len(paths))]
+    errors = [e for e in ordered if isinstance(e, ModuleReadError)]
+    return RunOutput(errors, results)
+
+
+def _raise_if_error(got: object) -> None:
+    if isinstance(got, tuple) and len(got) == 2 and got[0] == "error":
+        raise RuntimeError("a worker process failed:\n" + got[1])
