@@ -208,7 +208,7 @@ class CheckContext:
         errno: str | None = None,
         **evidence: Any,
     ) -> Finding:
-        rule = ruledata.all_rules()[rule_id]
+        rule = ruledata.rule(rule_id)
         effect = effect or rule.effect
         values = {"module": self.module.name, "release": self.target.release, **evidence}
         says = kernel_says if kernel_says is not None else rule.kernel_message(self.generation)

@@ -67,7 +67,7 @@ def check_module(
 
 
 def unreadable_result(error: ModuleReadError, target: KernelTarget) -> Result:
-    rule = ruledata.all_rules()["IN001"]
+    rule = ruledata.rule("IN001")
     finding = Finding(
         rule.id,
         rule.name,

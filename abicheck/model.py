@@ -8,7 +8,7 @@ reader of the code can look them up.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -124,6 +124,42 @@ class Export:
     gpl_only: bool
     namespace: str  # "" when the symbol is in no namespace
     owner: str  # "vmlinux", an in-tree module path (drivers/usb/core/usbcore) or a module name
+
+
+class ExportTable(Mapping[str, Export]):
+    """The kernel's exports by name, built lazily from compact rows.
+
+    Module.symvers has ~25 000 lines; building an Export object for each costs more than
+    checking one module, so objects are made on first lookup.
+    """
+
+    __slots__ = ("_cache", "_rows")
+
+    def __init__(self, rows: dict[str, tuple[int | None, bool, str, str]]) -> None:
+        self._rows = rows  # name → (crc, gpl_only, namespace, owner)
+        self._cache: dict[str, Export] = {}
+
+    def __getitem__(self, name: str) -> Export:
+        found = self._cache.get(name)
+        if found is None:
+            crc, gpl_only, namespace, owner = self._rows[name]
+            found = self._cache[name] = Export(name, crc, gpl_only, namespace, owner)
+        return found
+
+    def get(self, name: str, default: Export | None = None) -> Export | None:  # type: ignore[override]
+        return self[name] if name in self._rows else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self) -> dict[str, tuple[int | None, bool, str, str]]:
+        return self._rows
 
 
 @dataclass(frozen=True, slots=True)

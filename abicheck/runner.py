@@ -10,7 +10,6 @@ workers fork, and shared copy-on-write.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import traceback
 from collections.abc import Sequence
@@ -50,11 +49,7 @@ def run_checks(
     jobs: int | None = None,
 ) -> RunOutput:
     jobs = jobs or os.cpu_count() or 1
-    if (
-        jobs > 1
-        and len(paths) >= PARALLEL_THRESHOLD
-        and "fork" in multiprocessing.get_all_start_methods()
-    ):
+    if jobs > 1 and len(paths) >= PARALLEL_THRESHOLD and hasattr(os, "fork"):
         return _run_parallel(list(paths), targets, assumptions, limit, certs, jobs)
     items = [_read(p, limit, certs) for p in paths]
     modules = [m for m in items if isinstance(m, Module)]
@@ -100,6 +95,8 @@ def _run_parallel(
     certs,
     jobs: int,
 ) -> RunOutput:
+    import multiprocessing  # only big runs pay for importing it
+
     ctx = multiprocessing.get_context("fork")
     indexed = list(enumerate(paths))
     # interleave so that large neighbouring modules (one driver family) spread out

@@ -89,7 +89,7 @@ def _sort_key(order: list[str | list[str]]) -> Callable[[ElfDefect], tuple[int, 
 
 @check("EL002")
 def elf_invalid(ctx: CheckContext) -> Iterator[Finding]:
-    rule = ruledata.all_rules()["EL002"]
+    rule = ruledata.rule("EL002")
     texts = rule.data["defects"]
     order = rule.data["order"][ctx.generation]
     key = _sort_key(order)

@@ -11,7 +11,7 @@ from abicheck.model import Effect, Finding
 
 
 def _option_for(word: str) -> str:
-    components = ruledata.all_rules()["VM001"].data["components"]
+    components = ruledata.rule("VM001").data["components"]
     if word in components:
         return components[word]
     if word.startswith("RANDSTRUCT_"):

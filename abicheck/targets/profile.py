@@ -3,7 +3,10 @@
 A profile is JSON (optionally gzip-compressed, chosen by magic bytes when read), so a CI
 job can check modules against a fleet of kernels without their headers. Format version 1:
 ``{"abicheck_profile": 1, "release", "digest", "source", "config": {...},
-"exports": [[name, crc, gpl_only, namespace, owner], ...], ...}``.
+"exports": {"name": [...], "crc": [...], "gpl_only": "0110...", "namespace": [...],
+"owner": [index into "owners"], "owners": [...]}, ...}``. Exports are stored by column:
+a profile is read on every run, and flat lists parse several times faster than 25 000
+small ones.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 from abicheck import __version__
 from abicheck.errors import TargetError
-from abicheck.model import Export, KernelTarget, Member, StructLayout
+from abicheck.model import ExportTable, KernelTarget, Member, StructLayout
 
 FORMAT = 1
 
@@ -45,12 +48,7 @@ def profile_dict(target: KernelTarget) -> dict[str, Any]:
         "vermagic": target.vermagic,
         "vermagic_source": target.vermagic_source,
         "config": dict(sorted(target.config.items())),
-        "exports": None
-        if target.exports is None
-        else [
-            [e.name, e.crc, e.gpl_only, e.namespace, e.owner]
-            for e in sorted(target.exports.values(), key=lambda e: e.name)
-        ],
+        "exports": None if target.exports is None else _export_columns(target),
         "struct_module": None
         if target.struct_module is None
         else {
@@ -65,6 +63,37 @@ def profile_dict(target: KernelTarget) -> dict[str, Any]:
         "notes": list(target.notes),
         "files": list(target.files),
     }
+
+
+def _export_columns(target: KernelTarget) -> dict[str, Any]:
+    assert target.exports is not None
+    names = sorted(target.exports)
+    exps = [target.exports[n] for n in names]
+    owners = sorted({e.owner for e in exps})
+    index = {o: i for i, o in enumerate(owners)}
+    return {
+        "name": names,
+        "crc": [e.crc for e in exps],
+        "gpl_only": "".join("1" if e.gpl_only else "0" for e in exps),
+        "namespace": [e.namespace for e in exps],
+        "owner": [index[e.owner] for e in exps],
+        "owners": owners,
+    }
+
+
+def _export_table(cols: dict[str, Any]) -> ExportTable:
+    owners = cols["owners"]
+    gpl = [c == "1" for c in cols["gpl_only"]]
+    owner = [owners[i] for i in cols["owner"]]
+    return ExportTable(
+        dict(
+            zip(
+                cols["name"],
+                zip(cols["crc"], gpl, cols["namespace"], owner, strict=True),
+                strict=True,
+            )
+        )
+    )
 
 
 def save_profile(target: KernelTarget, path: str) -> None:
@@ -88,11 +117,7 @@ def target_from_profile(path: str) -> KernelTarget:
     if not isinstance(d, dict) or d.get("abicheck_profile") != FORMAT:
         raise TargetError(path, f"not an abicheck profile of format {FORMAT}")
     try:
-        exports = (
-            None
-            if d["exports"] is None
-            else {e[0]: Export(e[0], e[1], bool(e[2]), e[3], e[4]) for e in d["exports"]}
-        )
+        exports = None if d["exports"] is None else _export_table(d["exports"])
         sm = d.get("struct_module")
         layout = (
             None

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""abicheck's speed, measured beside a peer tool in the same run, reported as ratios.
+
+    python benchmarks/bench.py tree      # whole in-tree module tree vs depmod -n -e -E
+    python benchmarks/bench.py cold      # one module from process start vs `python -c pass`
+    python benchmarks/bench.py layout    # struct module from each source vs pahole -C module
+    python benchmarks/bench.py all
+
+Uses the Debian packages tools/testdata.py fetched (role 6.1-a by default: Debian's
+6.1.0-47-amd64, about 4 000 modules). Each figure is the best of --repeat wall-clock runs
+(the machine may be busy; the best run is the least disturbed one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("ABICHECK_TESTDATA") or os.path.join(REPO, ".cache", "testdata")
+
+
+def best_of(cmd: list[str], repeat: int, **kw) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       **kw)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def manifest() -> dict:
+    with open(os.path.join(CACHE, "manifest.json")) as f:
+        return json.load(f)
+
+
+def abicheck_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "abicheck", *args]
+
+
+def bench_tree(role: str, repeat: int) -> dict:
+    k = manifest()["kernels"][role]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(k["modules"])))  # .../lib/modules/R
+    symvers = os.path.join(k["headers"], "Module.symvers")
+    count = sum(f.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz"))
+                for _, _, files in os.walk(k["modules"]) for f in files)
+    depmod = best_of(["depmod", "-n", "-b", root, "-e", "-E", symvers, k["release"]], repeat)
+    check = ["check", "--format", "json", "-o", os.devnull, k["modules"], "--kernel", k["headers"]]
+    parallel = best_of(abicheck_cmd(*check), repeat)
+    serial = best_of(abicheck_cmd(*check, "--jobs", "1"), repeat)
+    return {"modules": count, "release": k["release"], "cpus": os.cpu_count(),
+            "depmod_s": round(depmod, 3), "abicheck_s": round(parallel, 3),
+            "abicheck_jobs1_s": round(serial, 3), "ratio": round(parallel / depmod, 2),
+            "ratio_jobs1": round(serial / depmod, 2)}
+
+
+def bench_cold(repeat: int) -> dict:
+    module = os.path.join(REPO, "samples", "modules", "hello.ko")
+    profile = os.path.join(REPO, "samples", "kernels", "6.1.0-47-amd64.json.gz")
+    python = best_of([sys.executable, "-c", "pass"], repeat)
+    one = best_of(abicheck_cmd("check", module, "--kernel", profile), repeat)
+    out = {"python_startup_s": round(python, 3), "one_module_profile_s": round(one, 3),
+           "abicheck_over_python_s": round(one - python, 3)}
+    headers = manifest()["kernels"]["6.1-a"]["headers"] if os.path.exists(
+        os.path.join(CACHE, "manifest.json")) else None
+    if headers:
+        out["one_module_headers_s"] = round(best_of(abicheck_cmd("check", module, "--kernel",
+                                                                 headers), repeat), 3)
+    return out
+
+
+def bench_layout(repeat: int) -> dict:
+    """struct module from BTF, vs pahole on the same file."""
+    from abicheck.readers.btf import btf_from_file
+
+    m = manifest()
+    out: dict = {}
+    vmlinux = os.path.join(m["kernels"]["6.12"]["headers"], "vmlinux")
+    if os.path.exists(vmlinux) and shutil.which("pahole"):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            btf_from_file(vmlinux).struct_layout("module", "btf")
+            times.append(time.perf_counter() - start)
+        pahole = best_of(["pahole", "-F", "btf", "-C", "module", vmlinux], repeat)
+        out["btf_612_headers_vmlinux"] = {"abicheck_s": round(min(times), 3),
+                                          "pahole_s": round(pahole, 3),
+                                          "ratio": round(min(times) / pahole, 2)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["tree", "cold", "layout", "all"], nargs="?", default="all")
+    ap.add_argument("--role", default="6.1-a", help="kernel role in the testdata manifest")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    sys.path.insert(0, REPO)
+    report = {}
+    if args.what in ("tree", "all"):
+        report["tree"] = bench_tree(args.role, args.repeat)
+    if args.what in ("cold", "all"):
+        report["cold"] = bench_cold(args.repeat)
+    if args.what in ("layout", "all"):
+        report["layout"] = bench_layout(args.repeat)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
