@@ -264,17 +264,36 @@ class ElfImage:
         count = symtab.sh_size // entsize
         raw = self.buf[symtab.sh_offset : symtab.sh_offset + count * entsize]
         shnum = self.header.e_shnum
-        if lay.ei_class == 2 and lay.endian == _NATIVE:
-            # st_shndx is the fourth 16-bit word of each 24-byte Elf64_Sym
-            shndx = memoryview(raw).cast("H")[3::12]
-            indices: Iterable[int] = [i for i, v in enumerate(shndx) if v == 0 or v >= shnum]
-        else:
-            indices = range(count)
         strings = self.string_table(strsec)
         out = []
-        for i in indices:
-            if i == 0:
-                continue
+        if lay.ei_class == 2 and lay.endian == _NATIVE:
+            # Elf64_Sym is six 32-bit words: st_name, (st_info st_other st_shndx),
+            # st_value (2), st_size (2); read the three fields needed through casts
+            # rather than unpacking 50 000 symbols one by one.
+            words = memoryview(raw).cast("I")
+            halves = memoryview(raw).cast("H")
+            shndx = halves[3::12]
+            # sh_info is the first non-local symbol: undefined and COMMON symbols are
+            # global, so only globals are scanned one by one; locals are checked as a set
+            first_global = symtab.sh_info if 0 < symtab.sh_info <= count else 1
+            odd = {
+                v
+                for v in set(shndx[1:first_global])
+                if v == 0 or (v >= shnum and v not in (SHN_ABS, SHN_LIVEPATCH))
+            }
+            lo = 1 if odd else first_global
+            for i, v in enumerate(shndx[lo:], lo):
+                if v == 0 or v >= shnum:
+                    info = raw[i * 24 + 4]
+                    value = words[i * 6 + 2] | (words[i * 6 + 3] << 32)
+                    size = words[i * 6 + 4] | (words[i * 6 + 5] << 32)
+                    out.append(
+                        Symbol(
+                            i, _string(strings, words[i * 6]), value, size, info >> 4, info & 0xF, v
+                        )
+                    )
+            return out
+        for i in range(1, count):
             fields = struct.unpack_from(lay.sym, raw, i * entsize)
             if lay.ei_class == 2:
                 st_name, st_info, _other, st_shndx, st_value, st_size = fields

@@ -115,12 +115,20 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None
         this_module,
         relocs,
         params,
+        _first_values(modinfo),
     )
 
 
 # Per e_machine, the relocation types that store a zero-extended 32-bit absolute address:
 # the ones that cannot hold an address in the kernel's top 2 GiB (R_X86_64_32 on x86_64).
 NARROW_ABSOLUTE = {62: frozenset({10})}
+
+
+def _first_values(modinfo: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    first: dict[str, str] = {}
+    for key, value in modinfo:
+        first.setdefault(key, value)
+    return first
 
 
 def _relocation_sections(

@@ -18,6 +18,13 @@ def parse_versions(data: bytes, word: int, endian: str) -> tuple[VersionEntry, .
     fmt = endian + ("Q" if word == 8 else "I") + f"{RECORD_SIZE - word}s"
     whole = len(data) - len(data) % RECORD_SIZE
     return tuple(
-        VersionEntry(name.split(b"\0", 1)[0].decode("utf-8", "replace"), crc)
-        for crc, name in struct.iter_unpack(fmt, data[:whole])
+        VersionEntry(_cstring(name), crc) for crc, name in struct.iter_unpack(fmt, data[:whole])
     )
+
+
+def _cstring(field: bytes) -> str:
+    # modpost NUL-pads the name; the kernel compares up to the first NUL
+    name = field.rstrip(b"\0")
+    if b"\0" in name:
+        name = name.split(b"\0", 1)[0]
+    return name.decode("utf-8", "replace")
