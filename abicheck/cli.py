@@ -27,7 +27,44 @@ class DefaultToCheck(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["check", *args]
+        if args and args[0] in ("check", "profile"):
+            args = bind_to_kernel(args)
         return super().parse_args(ctx, args)
+
+
+PER_KERNEL = ("--vmlinux", "--modules-dir")
+
+
+def bind_to_kernel(args: list[str]) -> list[str]:
+    """``--vmlinux``/``--modules-dir`` belong to the ``--kernel`` before them: tag each
+    value with that kernel's position (click itself keeps no order across options)."""
+    out, kernel, i = [], 0, 0
+    seen_kernel = False
+    while i < len(args):
+        arg = args[i]
+        name, eq, value = arg.partition("=")
+        if name in ("--kernel", "-k"):
+            kernel += seen_kernel
+            seen_kernel = True
+        if name in PER_KERNEL:
+            if not eq and i + 1 < len(args):
+                value, i = args[i + 1], i + 1
+            out += [name, f"{kernel}:{value}"]
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def _per_kernel(values: Sequence[str], count: int, option: str) -> list[str | None]:
+    out: list[str | None] = [None] * max(count, 1)
+    for tagged in values:
+        index, _, path = tagged.partition(":")
+        k = int(index) if index.isdigit() else 0
+        if k >= len(out):
+            raise click.UsageError(f"{option} {path}: no --kernel for it to belong to")
+        out[k] = path
+    return out
 
 
 def _error(message: str) -> None:
@@ -63,13 +100,18 @@ def _parse_param(text: str) -> tuple[str, str, str | None]:
     return module.replace("-", "_") if dot else "", name, value if eq else None
 
 
-def load_targets(specs: Sequence[str]) -> tuple[list[KernelTarget], list[AbicheckError]]:
+def load_targets(
+    specs: Sequence[str], vmlinux: Sequence[str] = (), modules_dirs: Sequence[str] = ()
+) -> tuple[list[KernelTarget], list[AbicheckError]]:
     from abicheck.targets import load_target
 
+    specs = list(specs) or ["running"]
+    images = _per_kernel(vmlinux, len(specs), "--vmlinux")
+    trees = _per_kernel(modules_dirs, len(specs), "--modules-dir")
     targets, errors = [], []
-    for spec in specs or ("running",):
+    for spec, image, tree in zip(specs, images, trees, strict=True):
         try:
-            targets.append(load_target(spec))
+            targets.append(load_target(spec, image, tree))
         except AbicheckError as e:
             errors.append(e)
     return targets, errors
@@ -167,6 +209,30 @@ def main() -> None:
     default=None,
     help="Worker processes for large runs (default: one per CPU).",
 )
+@click.option(
+    "--vmlinux",
+    "vmlinux",
+    multiple=True,
+    metavar="FILE",
+    help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the --kernel "
+    "before it: its BTF or DWARF gives struct layouts.",
+)
+@click.option(
+    "--modules-dir",
+    "modules_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="The installed modules (lib/modules/RELEASE) of the --kernel before it: "
+    "reference for struct module's layout.",
+)
+@click.option(
+    "--build-tree",
+    type=click.Path(),
+    default=None,
+    metavar="DIR",
+    help="The headers, build or source tree (or .config) the modules were built "
+    "against: its config and module.h explain a layout drift.",
+)
 def check(
     modules: tuple[str, ...],
     kernels: tuple[str, ...],
@@ -181,6 +247,9 @@ def check(
     trusted_keys: str | None,
     params: tuple[str, ...],
     jobs: int | None,
+    vmlinux: tuple[str, ...],
+    modules_dirs: tuple[str, ...],
+    build_tree: str | None,
 ) -> None:
     """Check MODULES (.ko files, compressed or not, or directories of them)."""
     from abicheck.context import Assumptions
@@ -205,13 +274,22 @@ def check(
         params=tuple(_parse_param(p) for p in params),
     )
 
-    targets, target_errors = load_targets(kernels)
+    targets, target_errors = load_targets(kernels, vmlinux, modules_dirs)
+    tree = None
+    if build_tree:
+        from abicheck.targets.buildtree import build_tree_from
+
+        try:
+            tree = build_tree_from(build_tree)
+        except AbicheckError as e:
+            _error(str(e))
+            sys.exit(EXIT_USAGE)
     for e in target_errors:
         _error(str(e))
     if not targets:
         sys.exit(EXIT_USAGE)
     paths = expand_modules(modules)
-    output = run_checks(paths, targets, assumptions, max_module_size << 20, certs, jobs)
+    output = run_checks(paths, targets, assumptions, max_module_size << 20, certs, jobs, tree)
     for error in output.errors:
         _error(str(error))
     results = output.results
@@ -278,14 +356,44 @@ def profile() -> None:
     type=click.Path(dir_okay=False),
     help="Profile file; .gz compresses it.",
 )
-def profile_save(kernel: str, output: str) -> None:
-    from abicheck.targets import load_target
+@click.option(
+    "--vmlinux",
+    "vmlinux",
+    multiple=True,
+    metavar="FILE",
+    help="The kernel image: its BTF is saved (struct layouts).",
+)
+@click.option(
+    "--modules-dir",
+    "modules_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="The kernel's installed modules: struct module's size and offsets.",
+)
+@click.option(
+    "--btf/--no-btf",
+    "with_btf",
+    default=True,
+    show_default=True,
+    help="Embed the kernel's BTF (about 2 MB compressed) when it is available.",
+)
+def profile_save(
+    kernel: str,
+    output: str,
+    vmlinux: tuple[str, ...],
+    modules_dirs: tuple[str, ...],
+    with_btf: bool,
+) -> None:
     from abicheck.targets.profile import save_profile
 
+    targets, errors = load_targets([kernel], vmlinux, modules_dirs)
+    if errors:
+        _error(str(errors[0]))
+        sys.exit(EXIT_USAGE)
+    target = targets[0]
     try:
-        target = load_target(kernel)
-    except AbicheckError as e:
+        save_profile(target, output, with_btf)
+    except (AbicheckError, OSError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    save_profile(target, output)
     click.echo(f"saved {target.id} ({target.source}) to {output}", err=True)

@@ -14,7 +14,15 @@ from functools import cached_property
 from typing import Any
 
 from abicheck import ruledata
-from abicheck.model import Effect, Export, Finding, KernelTarget, Module, Severity
+from abicheck.model import (
+    Effect,
+    Export,
+    Finding,
+    GuardedMember,
+    KernelTarget,
+    Module,
+    Severity,
+)
 
 SEVERITY_OF_EFFECT = {
     Effect.REFUSE: Severity.ERROR,
@@ -113,6 +121,15 @@ class RunEntry:
         )
 
 
+@dataclass(frozen=True)
+class BuildTree:
+    """The tree the modules were built against (--build-tree): its config and module.h."""
+
+    path: str
+    config: Mapping[str, str]
+    module_h: tuple[GuardedMember, ...] = ()
+
+
 @dataclass
 class RunContext:
     """Everything shared by the checks of one run: its modules, in load order, and the
@@ -120,10 +137,16 @@ class RunContext:
 
     entries: Sequence[RunEntry] = ()
     assumptions: Assumptions = field(default_factory=Assumptions)
+    build_tree: BuildTree | None = None
 
     @classmethod
-    def of(cls, modules: Sequence[Module], assumptions: Assumptions | None = None) -> RunContext:
-        return cls([RunEntry.of(m) for m in modules], assumptions or Assumptions())
+    def of(
+        cls,
+        modules: Sequence[Module],
+        assumptions: Assumptions | None = None,
+        build_tree: BuildTree | None = None,
+    ) -> RunContext:
+        return cls([RunEntry.of(m) for m in modules], assumptions or Assumptions(), build_tree)
 
     @cached_property
     def _positions(self) -> dict[str, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 
 class Severity(StrEnum):
@@ -54,6 +54,15 @@ class Verdict(StrEnum):
 
 
 # --- the module side -------------------------------------------------------------
+
+
+class TypeSource(Protocol):
+    """Struct layouts of one binary (a kernel's BTF, a module's DWARF), read lazily."""
+
+    source: str
+
+    def struct(self, name: str) -> StructLayout | None: ...
+
 
 # The records read by the thousand (sections, symbols, __versions entries, exports,
 # relocations) are NamedTuples: as immutable as frozen dataclasses, several times
@@ -182,6 +191,8 @@ class ThisModule:
     init_offset: int | None  # r_offset of the relocation against init_module
     exit_offset: int | None  # r_offset of the relocation against cleanup_module
     relocations: tuple[Relocation, ...]
+    # byte ranges [start, end) of the section that are not zero in the file (the name)
+    nonzero: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +256,7 @@ class Module:
     # first value of each .modinfo key: modules with hundreds of alias= lines are
     # asked for their vermagic, license, intree ... by every check
     modinfo_first: Mapping[str, str] = field(default_factory=dict)
+    types: TypeSource | None = None  # the module's own DWARF, read on first use
 
     def info(self, key: str) -> str | None:
         """First value of a .modinfo key, as the kernel's get_modinfo() returns it."""
@@ -303,6 +315,15 @@ class StructLayout:
 
 
 @dataclass(frozen=True, slots=True)
+class GuardedMember:
+    """A member of struct module and the preprocessor condition it exists under."""
+
+    name: str
+    condition: str  # a C preprocessor expression, "1" when unconditional
+    options: tuple[str, ...]  # the CONFIG_ symbols the condition mentions
+
+
+@dataclass(frozen=True, slots=True)
 class KernelTarget:
     """One kernel a module is checked against, with where each fact came from."""
 
@@ -322,6 +343,9 @@ class KernelTarget:
     struct_module: StructLayout | None = None
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    # the target's include/linux/module.h: which options guard each struct module member
+    module_h: tuple[GuardedMember, ...] = ()
+    types: TypeSource | None = None  # the kernel's BTF (or DWARF), read on first use
 
     def enabled(self, option: str) -> bool:
         """True when CONFIG_<option> is y or m."""

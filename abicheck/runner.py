@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from abicheck.context import Assumptions, RunContext, RunEntry
+from abicheck.context import Assumptions, BuildTree, RunContext, RunEntry
 from abicheck.engine import check_module, unreadable_result
 from abicheck.errors import ModuleReadError
 from abicheck.model import KernelTarget, Module, Result
@@ -47,13 +47,14 @@ def run_checks(
     limit: int,
     certs: list | None = None,
     jobs: int | None = None,
+    build_tree: BuildTree | None = None,
 ) -> RunOutput:
     jobs = jobs or os.cpu_count() or 1
     if jobs > 1 and len(paths) >= PARALLEL_THRESHOLD and hasattr(os, "fork"):
-        return _run_parallel(list(paths), targets, assumptions, limit, certs, jobs)
+        return _run_parallel(list(paths), targets, assumptions, limit, certs, jobs, build_tree)
     items = [_read(p, limit, certs) for p in paths]
     modules = [m for m in items if isinstance(m, Module)]
-    run = RunContext.of(modules, assumptions)
+    run = RunContext.of(modules, assumptions, build_tree)
     results = []
     for target in targets:
         for item in items:
@@ -66,13 +67,19 @@ def run_checks(
 
 
 def _worker(
-    conn, paths: list[tuple[int, str | ModuleReadError]], targets, assumptions, limit: int, certs
+    conn,
+    paths: list[tuple[int, str | ModuleReadError]],
+    targets,
+    assumptions,
+    limit: int,
+    certs,
+    build_tree: BuildTree | None = None,
 ) -> None:
     try:
         items = [(i, _read(p, limit, certs)) for i, p in paths]
         conn.send([(i, RunEntry.of(m) if isinstance(m, Module) else m) for i, m in items])
         entries = conn.recv()
-        run = RunContext(entries, assumptions)
+        run = RunContext(entries, assumptions, build_tree)
         out = []
         for t, target in enumerate(targets):
             for i, item in items:
@@ -94,6 +101,7 @@ def _run_parallel(
     limit: int,
     certs,
     jobs: int,
+    build_tree: BuildTree | None = None,
 ) -> RunOutput:
     import multiprocessing  # only big runs pay for importing it
 
@@ -106,7 +114,7 @@ def _run_parallel(
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=_worker,
-            args=(child, share, list(targets), assumptions, limit, certs),
+            args=(child, share, list(targets), assumptions, limit, certs, build_tree),
             daemon=True,
         )
         proc.start()

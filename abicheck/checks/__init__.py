@@ -31,6 +31,7 @@ def load_all() -> dict[str, CheckFunction]:
     from abicheck.checks import (  # noqa: F401
         compression,
         elf,
+        layout,
         modversions,
         params,
         relocations,

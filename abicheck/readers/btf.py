@@ -220,6 +220,7 @@ class Btf:
         self._structs: dict[str, list[int]] | None = None
         self._names: dict[int, str] = {}
         self._members: dict[int, list[BtfMember]] = {}
+        self.raw = b""  # the blob itself, set by from_bytes()
 
     def __len__(self) -> int:
         """Types in this blob, not counting void nor the base's types."""
@@ -258,7 +259,9 @@ class Btf:
             words.byteswap()
         first_id = base.type_count if base else 1
         offsets = _index_types(words, first_id)
-        return cls(header, endian, words, offsets, strings, base, ptr_size)
+        btf = cls(header, endian, words, offsets, strings, base, ptr_size)
+        btf.raw = bytes(buf[: start + header.str_off + header.str_len])  # for profiles
+        return btf
 
     # -- records and strings ---------------------------------------------------------
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import struct
 
 from abicheck.errors import ModuleReadError
-from abicheck.model import Export, Module, Relocation, RelocationSection, Symbol, ThisModule
+from abicheck.model import (
+    Export,
+    Module,
+    Relocation,
+    RelocationSection,
+    StructLayout,
+    Symbol,
+    ThisModule,
+)
 from abicheck.readers import elf as E
 from abicheck.readers.compressed import DEFAULT_LIMIT, read_module_bytes
 from abicheck.readers.modinfo import parse_modinfo
@@ -116,6 +124,7 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None
         relocs,
         params,
         _first_values(modinfo),
+        ModuleDwarf(path) if any(s.name == ".debug_info" for s in img.sections) else None,
     )
 
 
@@ -324,6 +333,7 @@ def _this_module(
                 init_offset = r.r_offset
             elif r.symbol == "cleanup_module" and exit_offset is None:
                 exit_offset = r.r_offset
+    nonzero = _nonzero_ranges(data)
     return ThisModule(
         sec.sh_size,
         sec.sh_type,
@@ -334,7 +344,61 @@ def _this_module(
         init_offset,
         exit_offset,
         relocs,
+        nonzero,
     )
+
+
+def _nonzero_ranges(data: bytes) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    start = None
+    for i, b in enumerate(data):
+        if b and start is None:
+            start = i
+        elif not b and start is not None:
+            out.append((start, i))
+            start = None
+    if start is not None:
+        out.append((start, len(data)))
+    return tuple(out)
+
+
+class ModuleDwarf:
+    """A module's DWARF, read on first use: most modules never need it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.source = f"dwarf:{path}"
+        self._types = None
+        self.error: str | None = None
+
+    def _load(self):
+        if self._types is None and self.error is None:
+            from abicheck.readers.dwarf import DwarfError, module_types
+
+            try:
+                self._types = module_types(self.path)
+            except (DwarfError, OSError, ValueError) as e:
+                self.error = str(e)
+        return self._types
+
+    def struct(self, name: str) -> StructLayout | None:
+        types = self._load()
+        if types is None:
+            return None
+        if name == "module":
+            return types.struct_module()
+        return types.structs().get(name if " " in name else f"struct {name}")
+
+    def struct_module(self) -> StructLayout | None:
+        return self.struct("module")
+
+    def used_structs(self) -> dict[str, StructLayout]:
+        """The complete structs the module defines and uses, by "struct NAME"."""
+        types = self._load()
+        if types is None:
+            return {}
+        defined = types.structs()
+        return {n: defined[n] for n in sorted(types.used_structs()) if n in defined}
 
 
 def versions_tail(module: Module) -> int:

@@ -11,15 +11,18 @@ small ones.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import os
+import re
 from dataclasses import replace
 from typing import Any
 
 from abicheck import __version__
 from abicheck.errors import TargetError
-from abicheck.model import ExportTable, KernelTarget, Member, StructLayout
+from abicheck.model import ExportTable, GuardedMember, KernelTarget, Member, StructLayout
+from abicheck.targets.layouts import BtfTypes
 
 FORMAT = 1
 
@@ -33,7 +36,7 @@ def is_profile(path: str) -> bool:
     return head == b"\x1f\x8b" or path.endswith(".json") or head[:1] == b"{"
 
 
-def profile_dict(target: KernelTarget) -> dict[str, Any]:
+def profile_dict(target: KernelTarget, with_btf: bool = True) -> dict[str, Any]:
     return {
         "abicheck_profile": FORMAT,
         "tool": f"abicheck {__version__}",
@@ -59,6 +62,14 @@ def profile_dict(target: KernelTarget) -> dict[str, Any]:
                 [m.name, m.offset, m.size, m.type_name, m.bit_offset, m.bit_size]
                 for m in target.struct_module.members
             ],
+        },
+        "module_h": [[g.name, g.condition] for g in target.module_h],
+        # the kernel's BTF, so that struct layouts can be compared without the kernel image
+        "btf": None
+        if target.types is None or not with_btf
+        else {
+            "source": target.types.source,
+            "data": base64.b64encode(gzip.compress(target.types.raw(), mtime=0)).decode(),
         },
         "notes": list(target.notes),
         "files": list(target.files),
@@ -96,8 +107,23 @@ def _export_table(cols: dict[str, Any]) -> ExportTable:
     )
 
 
-def save_profile(target: KernelTarget, path: str) -> None:
-    data = json.dumps(profile_dict(target), separators=(",", ":"), sort_keys=False).encode()
+_OPTION = re.compile(r"\bCONFIG_[A-Za-z0-9_]+")
+
+
+def _btf_types(path: str, blob: dict[str, str] | None) -> BtfTypes | None:
+    if not blob:
+        return None
+    try:
+        raw = gzip.decompress(base64.b64decode(blob["data"]))
+    except (ValueError, OSError, EOFError, KeyError) as e:
+        raise TargetError(path, f"the profile's BTF is unreadable: {e}") from None
+    return BtfTypes(f"{path} (saved from {blob.get('source', '?')})", raw)
+
+
+def save_profile(target: KernelTarget, path: str, with_btf: bool = True) -> None:
+    data = json.dumps(
+        profile_dict(target, with_btf), separators=(",", ":"), sort_keys=False
+    ).encode()
     if path.endswith(".gz"):
         # mtime=0 keeps the file byte-identical across saves of the same kernel
         data = gzip.compress(data, compresslevel=9, mtime=0)
@@ -144,6 +170,11 @@ def target_from_profile(path: str) -> KernelTarget:
             vermagic_source=d.get("vermagic_source", ""),
             exports=exports,
             struct_module=layout,
+            module_h=tuple(
+                GuardedMember(n, c, tuple(sorted(set(_OPTION.findall(c)))))
+                for n, c in d.get("module_h", ())
+            ),
+            types=_btf_types(path, d.get("btf")),
             notes=tuple(d.get("notes", ())),
             files=tuple(d.get("files", ())),
         )

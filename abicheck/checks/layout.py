@@ -1,0 +1,414 @@
+"""Struct layout drift: struct module as the loader uses it, and the structs a module uses.
+
+The module's view of struct module comes from its relocations (always) and its DWARF
+(when built with debug info); the kernel's from its BTF, a debug vmlinux's DWARF,
+reference modules, or a profile. Which Kconfig options explain a difference is read from
+the target's own include/linux/module.h.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from abicheck import ruledata
+from abicheck.checks import check
+from abicheck.context import CheckContext, license_is_gpl_compatible
+from abicheck.model import Effect, Finding, GuardedMember, Member, StructLayout
+from abicheck.readers.elf import SHF_ALLOC
+
+RELOC_SIZE = 8  # init/exit are R_X86_64_64 (or R_AARCH64_ABS64): an 8-byte pointer
+
+
+@dataclass(frozen=True)
+class Landing:
+    symbol: str  # init_module / cleanup_module
+    offset: int  # in the module's layout
+    kernel_members: tuple[str, ...]  # what the kernel keeps in those 8 bytes
+    nonzero: tuple[str, ...]  # which of them are non-zero when relocations are applied
+
+
+def _covering(layout: StructLayout, start: int, end: int) -> list[Member]:
+    return [m for m in layout.members if m.size and m.offset < end and start < m.offset + m.size]
+
+
+def _span(m: Member) -> tuple[int, int]:
+    return m.offset, m.offset + (m.size or 0)
+
+
+def initialised_ranges(ctx: CheckContext, kernel: StructLayout) -> list[tuple[int, int, str]]:
+    """Byte ranges of the kernel's struct module that hold non-zero values when
+    apply_relocations() runs, for this module: (start, end, member)."""
+    m = ctx.module
+    sections = {s.name for s in m.sections if s.sh_flags & SHF_ALLOC}
+    tainted = (
+        m.info("intree") is None
+        or not license_is_gpl_compatible(m.info("license"))
+        or (ctx.target.enabled("MODULE_SIG") and m.signature is None)
+        or m.info("staging") is not None
+        or m.info("test") is not None
+    )
+    facts = {
+        "always": True,
+        "tainted": tainted,
+        "signed": m.signature is not None
+        and m.signature.problem is None
+        and m.signature.verification in (None, "trusted"),
+        "gplonly": any(r.export.gpl_only for r in _providers(ctx)),
+        "livepatch": m.info("livepatch") is not None,
+    }
+    out = []
+    for name, when in ruledata.rule("LY002").data["initialised"].items():
+        if when.startswith("section:"):
+            on = when[len("section:") :] in sections
+        elif when.startswith("modinfo:"):
+            on = m.info(when[len("modinfo:") :]) is not None
+        else:
+            on = facts.get(when, False)
+        if not on:
+            continue
+        outer, _, inner = name.partition(".")
+        member = kernel.member(outer)
+        if member is None:
+            continue
+        start, end = _span(member)
+        if inner and ctx.target.types is not None:
+            sub = ctx.target.types.struct(member.type_name.removeprefix("struct "))
+            part = sub.member(inner) if sub else None
+            if part is not None:
+                start, end = (
+                    member.offset + part.offset,
+                    member.offset + part.offset + (part.size or 0),
+                )
+        out.append((start, end, name))
+    return out
+
+
+def _providers(ctx: CheckContext):
+    from abicheck.checks.resolve import resolve
+
+    return [r.provider for r in resolve(ctx) if r.provider is not None]
+
+
+def landings(ctx: CheckContext, kernel: StructLayout) -> list[Landing]:
+    """Where the module's init/exit relocations land in the kernel's struct module, in
+    the order the kernel applies them."""
+    tm = ctx.module.this_module
+    assert tm is not None
+    busy = initialised_ranges(ctx, kernel)
+    busy += [(a, b, "the module's own bytes (its name)") for a, b in tm.nonzero]
+    out = []
+    for r in tm.relocations:
+        if r.symbol not in ("init_module", "cleanup_module"):
+            continue
+        start, end = r.r_offset, r.r_offset + RELOC_SIZE
+        members = tuple(_describe(kernel, start, end))
+        hits = tuple(sorted({n for a, b, n in busy if a < end and start < b}))
+        out.append(Landing(r.symbol, r.r_offset, members, hits))
+        busy.append((start, end, f"{r.symbol} written just before"))
+    return out
+
+
+def _describe(kernel: StructLayout, start: int, end: int) -> list[str]:
+    names = []
+    for m in _covering(kernel, start, end):
+        lo, hi = max(start, m.offset), min(end, m.offset + (m.size or 0))
+        names.append(m.name if (lo, hi) == _span(m) else f"{m.name}+{lo - m.offset:#x}")
+    return names or [f"padding at {start:#x}"]
+
+
+# -- explaining a drift ------------------------------------------------------------------
+
+
+def _guards(ctx: CheckContext) -> dict[str, GuardedMember]:
+    return {g.name: g for g in ctx.target.module_h}
+
+
+def explain(
+    ctx: CheckContext, kernel: StructLayout, module_view: StructLayout | None, moved: int | None
+) -> tuple[str, list[dict[str, str]]]:
+    """Which options account for the members present on one side only.
+
+    With the module's DWARF, the member sets are compared; without it, guarded groups of
+    kernel members whose span equals the observed shift are the candidates.
+    """
+    guards = _guards(ctx)
+    build = ctx.run.build_tree
+    options: dict[str, dict[str, str]] = {}
+    if module_view is not None:
+        kernel_names = {m.name for m in kernel.members}
+        module_names = {m.name for m in module_view.members}
+        only_kernel = [m for m in kernel.members if m.name not in module_names]
+        only_module = [m for m in module_view.members if m.name not in kernel_names]
+        groups = [(m, "kernel") for m in only_kernel] + [(m, "module") for m in only_module]
+    else:
+        groups = [(m, "kernel") for m in _span_candidates(kernel, guards, moved or 0)]
+    for member, side in groups:
+        g = guards.get(member.name)
+        for opt in g.options if g else ():
+            entry = options.setdefault(
+                opt,
+                {
+                    "option": opt,
+                    "kernel": ctx.target.config.get(opt, "absent"),
+                    "build_tree": build.config.get(opt, "absent") if build else "unknown",
+                    "condition": g.condition if g else "",
+                    "members": "",
+                },
+            )
+            entry["members"] = ", ".join(filter(None, [entry["members"], member.name]))
+            entry["side"] = side
+    text = "; ".join(
+        f"{o['members']} exist only with {o['option']} ({o['kernel']} in the kernel"
+        + (
+            f", {o['build_tree']} in the tree the module was built from)"
+            if o["build_tree"] != "unknown"
+            else ")"
+        )
+        for o in options.values()
+    )
+    return text or "no option of the target's module.h accounts for it", list(options.values())
+
+
+def _span_candidates(
+    kernel: StructLayout, guards: dict[str, GuardedMember], moved: int
+) -> list[Member]:
+    """Kernel members of one #if block before exit whose span equals the shift."""
+    if moved <= 0:
+        return []
+    members = list(kernel.members)
+    blocks: dict[str, list[int]] = {}
+    for i, m in enumerate(members):
+        g = guards.get(m.name)
+        if g and g.condition != "1":
+            blocks.setdefault(g.condition, []).append(i)
+    found: list[Member] = []
+    for idx in blocks.values():
+        first, last = idx[0], idx[-1]
+        end = members[last + 1].offset if last + 1 < len(members) else kernel.size
+        if end - members[first].offset == moved:
+            found.extend(members[i] for i in idx)
+    return found
+
+
+# -- the checks ------------------------------------------------------------------------------
+
+
+@check("LY001")
+def this_module_size(ctx: CheckContext) -> Iterator[Finding]:
+    kernel, tm = ctx.target.struct_module, ctx.module.this_module
+    if kernel is None or tm is None or tm.sh_size == kernel.size:
+        return
+    if ctx.generation == "6.1":
+        return  # the size check came with 6.4 (elf_validity_cache_index_mod()); LY002 judges
+    yield ctx.finding(
+        "LY001", module_size=tm.sh_size, kernel_size=kernel.size, kernel_source=kernel.source
+    )
+
+
+@check("LY002")
+def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
+    kernel, tm = ctx.target.struct_module, ctx.module.this_module
+    if kernel is None or tm is None or not ctx.elf_usable:
+        return
+    k_init, k_exit = kernel.member("init"), kernel.member("exit")
+    module_view = ctx.module.types.struct("module") if ctx.module.types else None
+    same_init = tm.init_offset is None or (k_init is not None and k_init.offset == tm.init_offset)
+    same_exit = tm.exit_offset is None or (k_exit is not None and k_exit.offset == tm.exit_offset)
+    moved_members = _moved(kernel, module_view) if module_view else []
+    if same_init and same_exit and not moved_members and tm.sh_size == kernel.size:
+        return
+    full = len(kernel.members) > 3  # BTF/DWARF, not just reference modules
+    lands = landings(ctx, kernel) if full else []
+    refused = next((la for la in lands if la.nonzero), None)
+    shift = (k_exit.offset - tm.exit_offset) if k_exit and tm.exit_offset is not None else None
+    explanation, options = explain(ctx, kernel, module_view, shift)
+    evidence = {
+        "kernel_layout_source": kernel.source,
+        "module_layout_source": module_view.source if module_view else "relocations",
+        "kernel_size": kernel.size,
+        "module_size": tm.sh_size,
+        "kernel_init": k_init.offset if k_init else None,
+        "module_init": tm.init_offset,
+        "kernel_exit": k_exit.offset if k_exit else None,
+        "module_exit": tm.exit_offset,
+        "landings": [
+            {
+                "symbol": la.symbol,
+                "offset": la.offset,
+                "kernel_members": list(la.kernel_members),
+                "non_zero": list(la.nonzero),
+            }
+            for la in lands
+        ],
+        "moved_members": moved_members[:20],
+        "options": options,
+        "explanation": explanation,
+    }
+    parts = []
+    if not same_exit:
+        parts.append(
+            f"exit at {tm.exit_offset:#x} in the module, {k_exit.offset:#x} in the kernel"
+            if k_exit
+            else f"exit at {tm.exit_offset:#x} in the module, absent in the kernel"
+        )
+    if not same_init:
+        parts.append(
+            f"init at {tm.init_offset:#x} in the module, {k_init.offset:#x} in the kernel"
+            if k_init
+            else "init absent"
+        )
+    if moved_members and not parts:
+        parts.append(f"{len(moved_members)} members of struct module moved")
+    summary = "; ".join(parts) + f": {explanation}"
+    if refused is not None:
+        summary += (
+            f". cleanup_module's relocation lands on the kernel's "
+            f"{', '.join(refused.kernel_members)}"
+            if refused.symbol == "cleanup_module"
+            else f". init_module's relocation lands on the kernel's "
+            f"{', '.join(refused.kernel_members)}"
+        )
+        summary += f", which holds {', '.join(refused.nonzero)} by then"
+        yield ctx.finding("LY002", summary=summary, **evidence)
+        return
+    if not full:
+        summary += (
+            ". The kernel's member at the module's offsets is unknown without its "
+            "BTF (--vmlinux): refused or loaded broken"
+        )
+        yield ctx.finding(
+            "LY002",
+            effect=Effect.UNSAFE,
+            stage="runtime",
+            kernel_says="",
+            summary=summary,
+            **evidence,
+        )
+        return
+    consequences = []
+    for la in lands:
+        consequences.append(
+            f"{la.symbol} is written into the kernel's {', '.join(la.kernel_members)}"
+        )
+    if not same_init:
+        consequences.append("the kernel's init stays empty: the module's init never runs")
+    if not same_exit:
+        consequences.append("the kernel's exit stays empty: rmmod refuses (EBUSY)")
+    summary += ". The load succeeds, but " + "; ".join(consequences)
+    yield ctx.finding(
+        "LY002", effect=Effect.UNSAFE, stage="runtime", kernel_says="", summary=summary, **evidence
+    )
+
+
+def _moved(kernel: StructLayout, module_view: StructLayout) -> list[dict[str, object]]:
+    by_name = {m.name: m for m in kernel.members}
+    out = []
+    for m in module_view.members:
+        k = by_name.get(m.name)
+        if k is not None and k.offset != m.offset:
+            out.append(
+                {
+                    "member": m.name,
+                    "module": m.offset,
+                    "kernel": k.offset,
+                    "delta": k.offset - m.offset,
+                }
+            )
+    return out
+
+
+@check("LY003")
+def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
+    types, ktypes = ctx.module.types, ctx.target.types
+    if types is None or ktypes is None:
+        return
+    used = types.used_structs() if hasattr(types, "used_structs") else {}
+    for i, (name, mine) in enumerate(sorted(used.items())):
+        if name == "struct module":
+            continue  # LY001/LY002 judge it with what the loader does with it
+        theirs = ktypes.struct(name.removeprefix("struct ").removeprefix("union "))
+        if theirs is None:
+            continue
+        diff = compare(mine, theirs)
+        if diff:
+            yield ctx.finding(
+                "LY003",
+                order=(i,),
+                struct=name.removeprefix("struct "),
+                difference=diff[0],
+                differences=diff[:20],
+                module_size=mine.size,
+                kernel_size=theirs.size,
+                kernel_source=ktypes.source,
+                hint=_hint(ctx),
+            )
+
+
+@check("LY004")
+def structs_not_comparable(ctx: CheckContext) -> Iterator[Finding]:
+    types, ktypes = ctx.module.types, ctx.target.types
+    if types is None:
+        return
+    used = types.used_structs() if hasattr(types, "used_structs") else {}
+    names = sorted(n for n in used if n != "struct module")
+    if not names:
+        return
+    if ktypes is None:
+        yield ctx.finding(
+            "LY004",
+            count=len(names),
+            structs=", ".join(names[:10]),
+            why="the kernel's BTF is not available",
+        )
+        return
+    missing = [
+        n for n in names if ktypes.struct(n.removeprefix("struct ").removeprefix("union ")) is None
+    ]
+    if missing:
+        yield ctx.finding(
+            "LY004",
+            count=len(missing),
+            structs=", ".join(missing[:10]),
+            why="the kernel's BTF does not describe them (the module's own "
+            "types, or kernel types no built-in code uses)",
+        )
+
+
+def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:
+    out = []
+    if mine.size != theirs.size:
+        out.append(f"size {mine.size} in the module, {theirs.size} in the kernel")
+    by_name = {m.name: m for m in theirs.members}
+    for m in mine.members:
+        k = by_name.get(m.name)
+        if k is None:
+            if m.name:
+                out.append(f"member {m.name} at {m.offset:#x} exists only in the module")
+            continue
+        if k.offset != m.offset or k.bit_offset != m.bit_offset:
+            out.append(f"{m.name} at {m.offset:#x} in the module, {k.offset:#x} in the kernel")
+        elif k.size != m.size:
+            out.append(f"{m.name} is {m.size} bytes in the module, {k.size} in the kernel")
+    names = {m.name for m in mine.members}
+    out += [
+        f"member {k.name} at {k.offset:#x} exists only in the kernel"
+        for k in theirs.members
+        if k.name and k.name not in names
+    ]
+    return out
+
+
+def _hint(ctx: CheckContext) -> str:
+    build = ctx.run.build_tree
+    if build is None:
+        return "give --build-tree to name the options that differ"
+    differ = sorted(
+        o
+        for o in set(build.config) | set(ctx.target.config)
+        if build.config.get(o) != ctx.target.config.get(o)
+        and not o.startswith(
+            ("CONFIG_CC_", "CONFIG_GCC_", "CONFIG_AS_", "CONFIG_LD_", "CONFIG_PAHOLE_")
+        )
+    )
+    return "options that differ from the kernel's config: " + ", ".join(differ[:8])
