@@ -10,13 +10,15 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from abicheck import __version__, ruledata
-from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError, ModuleReadError
-from abicheck.model import KernelTarget, Severity, Verdict
+from abicheck.errors import EXIT_USAGE, AbicheckError, ModuleReadError
+from abicheck.model import KernelTarget
 from abicheck.readers.compressed import DEFAULT_LIMIT
+from abicheck.reporters import FORMATS
 
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 
@@ -100,6 +102,20 @@ def _parse_param(text: str) -> tuple[str, str, str | None]:
     return module.replace("-", "_") if dot else "", name, value if eq else None
 
 
+def _fleet(spec: str) -> list[str]:
+    """A directory of saved profiles stands for all of them (a fleet); anything else is
+    one target."""
+    if os.path.isdir(spec) and not any(
+        os.path.exists(os.path.join(spec, n)) for n in (".config", "Makefile")
+    ):
+        profiles = sorted(
+            os.path.join(spec, f) for f in os.listdir(spec) if f.endswith((".json", ".json.gz"))
+        )
+        if profiles:
+            return profiles
+    return [spec]
+
+
 def load_targets(
     specs: Sequence[str], vmlinux: Sequence[str] = (), modules_dirs: Sequence[str] = ()
 ) -> tuple[list[KernelTarget], list[AbicheckError]]:
@@ -110,10 +126,11 @@ def load_targets(
     trees = _per_kernel(modules_dirs, len(specs), "--modules-dir")
     targets, errors = [], []
     for spec, image, tree in zip(specs, images, trees, strict=True):
-        try:
-            targets.append(load_target(spec, image, tree))
-        except AbicheckError as e:
-            errors.append(e)
+        for one in _fleet(spec):
+            try:
+                targets.append(load_target(one, image, tree))
+            except AbicheckError as e:
+                errors.append(e)
     return targets, errors
 
 
@@ -131,93 +148,30 @@ def main() -> None:
     """
 
 
+def _option(*names: str, **kw):  # a shorter click.option for the long list below
+    return click.option(*names, **kw)
+
+
 @main.command()
-@click.argument("modules", nargs=-1, required=True, type=click.Path())
-@click.option(
+@click.argument("modules", nargs=-1, type=click.Path())
+@_option(
     "--kernel",
     "-k",
     "kernels",
     multiple=True,
     metavar="TARGET",
-    help="Headers or build directory, profile file, or 'running' (the default). "
-    "Repeat for several kernels.",
+    help="Headers or build directory, profile file, directory of profiles, or 'running' "
+    "(the default). Repeat for several kernels.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
-@click.option(
-    "--output-file",
-    "-o",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the report here instead of standard output.",
-)
-@click.option(
-    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
-)
-@click.option(
-    "--max-module-size",
-    type=int,
-    default=DEFAULT_LIMIT >> 20,
-    show_default=True,
-    metavar="MIB",
-    help="Refuse to decompress a module beyond this size.",
-)
-@click.option(
-    "--assume-loader",
-    type=click.Choice(["kmod", "busybox", "finit"]),
-    default="kmod",
-    show_default=True,
-    help="Who loads the module: kmod's insmod/modprobe, busybox insmod, or "
-    "finit_module() with in-kernel decompression.",
-)
-@click.option(
-    "--assume-sig-enforce", is_flag=True, help="Assume module.sig_enforce=1 (signatures required)."
-)
-@click.option(
-    "--assume-lockdown",
-    type=click.Choice(["integrity", "confidentiality"]),
-    default=None,
-    help="Assume kernel lockdown at this level.",
-)
-@click.option(
-    "--assume-secure-boot",
-    is_flag=True,
-    help="Assume UEFI Secure Boot (lockdown where the kernel's config ties it to "
-    "Secure Boot, CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT).",
-)
-@click.option(
-    "--trusted-keys",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Certificates the kernel trusts (PEM, DER, or the kernel's vmlinux/vmlinuz "
-    "whose built-in keyring is read); signatures are then verified.",
-)
-@click.option(
-    "--param",
-    "params",
-    multiple=True,
-    metavar="[MODULE.]NAME[=VALUE]",
-    help="A module parameter, as given to insmod; checked against the module's "
-    "declared parameters. Repeatable.",
-)
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes for large runs (default: one per CPU).",
-)
-@click.option(
+@_option(
     "--vmlinux",
     "vmlinux",
     multiple=True,
     metavar="FILE",
-    help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the --kernel "
-    "before it: its BTF or DWARF gives struct layouts.",
+    help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the --kernel before "
+    "it: its BTF or DWARF gives struct layouts.",
 )
-@click.option(
+@_option(
     "--modules-dir",
     "modules_dirs",
     multiple=True,
@@ -225,91 +179,131 @@ def main() -> None:
     help="The installed modules (lib/modules/RELEASE) of the --kernel before it: "
     "reference for struct module's layout.",
 )
-@click.option(
+@_option(
     "--build-tree",
     type=click.Path(),
     default=None,
     metavar="DIR",
-    help="The headers, build or source tree (or .config) the modules were built "
-    "against: its config and module.h explain a layout drift.",
+    help="The headers, build or source tree (or .config) the modules were built against: "
+    "its config and module.h explain a layout drift.",
 )
-def check(
-    modules: tuple[str, ...],
-    kernels: tuple[str, ...],
-    fmt: str,
-    output_file: str | None,
-    color: str,
-    max_module_size: int,
-    assume_loader: str,
-    assume_sig_enforce: bool,
-    assume_lockdown: str | None,
-    assume_secure_boot: bool,
-    trusted_keys: str | None,
-    params: tuple[str, ...],
-    jobs: int | None,
-    vmlinux: tuple[str, ...],
-    modules_dirs: tuple[str, ...],
-    build_tree: str | None,
-) -> None:
+@_option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format (default: text, or the project's setting).",
+)
+@_option(
+    "--output-file",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report here instead of standard output.",
+)
+@_option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
+)
+@_option(
+    "--select",
+    multiple=True,
+    metavar="RULES",
+    help="Only these rules (IDs, prefixes, names, categories; comma-separated).",
+)
+@_option("--ignore", multiple=True, metavar="RULES", help="Not these rules.")
+@_option("--extend-select", multiple=True, metavar="RULES", help="Add to the selection.")
+@_option("--extend-ignore", multiple=True, metavar="RULES", help="Add to the ignored rules.")
+@_option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info"]),
+    default=None,
+    help="Lowest severity that fails the run (default: error).",
+)
+@_option(
+    "--exit-zero",
+    is_flag=True,
+    default=None,
+    help="Exit 0 even with findings (2 still means unusable input).",
+)
+@_option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Hide findings recorded in FILE; if FILE does not exist, record today's.",
+)
+@_option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Project configuration (default: abicheck.toml or pyproject.toml "
+    "[tool.abicheck], searched upwards).",
+)
+@_option("--isolated", is_flag=True, help="Ignore any project configuration.")
+@_option(
+    "--max-module-size",
+    type=int,
+    default=DEFAULT_LIMIT >> 20,
+    show_default=True,
+    metavar="MIB",
+    help="Refuse to decompress a module beyond this size.",
+)
+@_option(
+    "--assume-loader",
+    type=click.Choice(["kmod", "busybox", "finit"]),
+    default=None,
+    help="Who loads the module: kmod's insmod/modprobe (default), busybox insmod, or "
+    "finit_module() with in-kernel decompression.",
+)
+@_option(
+    "--assume-sig-enforce", is_flag=True, help="Assume module.sig_enforce=1 (signatures required)."
+)
+@_option(
+    "--assume-lockdown",
+    type=click.Choice(["integrity", "confidentiality"]),
+    default=None,
+    help="Assume kernel lockdown at this level.",
+)
+@_option(
+    "--assume-secure-boot",
+    is_flag=True,
+    help="Assume UEFI Secure Boot (lockdown where the kernel's config ties it to Secure "
+    "Boot, CONFIG_LOCK_DOWN_IN_EFI_SECURE_BOOT).",
+)
+@_option(
+    "--trusted-keys",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Certificates the kernel trusts (PEM, DER, or the kernel's vmlinux/vmlinuz whose "
+    "built-in keyring is read); signatures are then verified.",
+)
+@_option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="[MODULE.]NAME[=VALUE]",
+    help="A module parameter, as given to insmod; checked against the module's declared "
+    "parameters. Repeatable.",
+)
+@_option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for large runs (default: one per CPU).",
+)
+@_option(
+    "--progress/--no-progress",
+    default=None,
+    help="A progress bar on standard error (default: on a terminal, for long runs).",
+)
+def check(**opts: Any) -> None:
     """Check MODULES (.ko files, compressed or not, or directories of them)."""
-    from abicheck.context import Assumptions
-    from abicheck.reporters import get_reporter
-    from abicheck.runner import run_checks
+    from abicheck.commands import run_check
 
-    certs = None
-    if trusted_keys:
-        from abicheck.readers.certs import load_certificates
-
-        try:
-            certs = load_certificates(trusted_keys)
-        except AbicheckError as e:
-            _error(str(e))
-            sys.exit(EXIT_USAGE)
-    assumptions = Assumptions(
-        loader=assume_loader,
-        sig_enforce=assume_sig_enforce,
-        lockdown=assume_lockdown,
-        secure_boot=assume_secure_boot,
-        trusted_keys=f"{trusted_keys} ({len(certs)} certificates)" if certs else None,
-        params=tuple(_parse_param(p) for p in params),
-    )
-
-    targets, target_errors = load_targets(kernels, vmlinux, modules_dirs)
-    tree = None
-    if build_tree:
-        from abicheck.targets.buildtree import build_tree_from
-
-        try:
-            tree = build_tree_from(build_tree)
-        except AbicheckError as e:
-            _error(str(e))
-            sys.exit(EXIT_USAGE)
-    for e in target_errors:
-        _error(str(e))
-    if not targets:
-        sys.exit(EXIT_USAGE)
-    paths = expand_modules(modules)
-    output = run_checks(paths, targets, assumptions, max_module_size << 20, certs, jobs, tree)
-    for error in output.errors:
-        _error(str(error))
-    results = output.results
-    use_color = color == "always" or (
-        color == "auto"
-        and output_file is None
-        and sys.stdout.isatty()
-        and not os.environ.get("NO_COLOR")
-    )
-    text = get_reporter(fmt)(results, targets, use_color)
-    if output_file:
-        with open(output_file, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        click.echo(text, nl=False, color=use_color)
-    if target_errors or any(r.verdict is Verdict.UNREADABLE for r in results):
-        sys.exit(EXIT_USAGE)
-    if any(f.severity is Severity.ERROR for r in results for f in r.findings):
-        sys.exit(EXIT_FINDINGS)
-    sys.exit(EXIT_OK)
+    sys.exit(run_check(opts))
 
 
 @main.command()

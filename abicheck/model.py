@@ -394,3 +394,6 @@ class Result:
     taints: tuple[Taint, ...]
     findings: tuple[Finding, ...]
     assumptions: tuple[str, ...] = ()
+    # findings not shown: deselected rules, per-module ignores, the baseline; the verdict
+    # still counts them, because the kernel does
+    suppressed: tuple[str, ...] = ()

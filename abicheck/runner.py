@@ -48,22 +48,48 @@ def run_checks(
     certs: list | None = None,
     jobs: int | None = None,
     build_tree: BuildTree | None = None,
+    progress=None,  # a rich.progress.Progress, or None
 ) -> RunOutput:
     jobs = jobs or os.cpu_count() or 1
     if jobs > 1 and len(paths) >= PARALLEL_THRESHOLD and hasattr(os, "fork"):
-        return _run_parallel(list(paths), targets, assumptions, limit, certs, jobs, build_tree)
-    items = [_read(p, limit, certs) for p in paths]
-    modules = [m for m in items if isinstance(m, Module)]
-    run = RunContext.of(modules, assumptions, build_tree)
-    results = []
-    for target in targets:
-        for item in items:
-            results.append(
-                unreadable_result(item, target)
-                if isinstance(item, ModuleReadError)
-                else check_module(item, target, run)
+        with progress or _Null():
+            task = (
+                progress.add_task("checking", total=len(paths) * len(targets)) if progress else None
             )
+            return _run_parallel(
+                list(paths),
+                targets,
+                assumptions,
+                limit,
+                certs,
+                jobs,
+                build_tree,
+                lambda n: progress.advance(task, n) if progress else None,
+            )
+    with progress or _Null():
+        task = progress.add_task("checking", total=len(paths) * len(targets)) if progress else None
+        items = [_read(p, limit, certs) for p in paths]
+        modules = [m for m in items if isinstance(m, Module)]
+        run = RunContext.of(modules, assumptions, build_tree)
+        results = []
+        for target in targets:
+            for item in items:
+                results.append(
+                    unreadable_result(item, target)
+                    if isinstance(item, ModuleReadError)
+                    else check_module(item, target, run)
+                )
+                if progress:
+                    progress.advance(task)
     return RunOutput([i for i in items if isinstance(i, ModuleReadError)], results)
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _worker(
@@ -82,12 +108,14 @@ def _worker(
         run = RunContext(entries, assumptions, build_tree)
         out = []
         for t, target in enumerate(targets):
-            for i, item in items:
+            for n, (i, item) in enumerate(items, 1):
                 if isinstance(item, ModuleReadError):
                     out.append((t, i, unreadable_result(item, target)))
                 else:
                     out.append((t, i, check_module(item, target, run)))
-        conn.send(out)
+                if n % 100 == 0:
+                    conn.send(("tick", 100))
+        conn.send(("done", out))
     except BaseException:  # report to the parent rather than dying silently
         conn.send(("error", traceback.format_exc()))
     finally:
@@ -102,6 +130,7 @@ def _run_parallel(
     certs,
     jobs: int,
     build_tree: BuildTree | None = None,
+    tick=None,
 ) -> RunOutput:
     import multiprocessing  # only big runs pay for importing it
 
@@ -131,10 +160,18 @@ def _run_parallel(
         conn.send(entries)
     collected: dict[tuple[int, int], Result] = {}
     for proc, conn in workers:
-        got = conn.recv()
-        _raise_if_error(got)
-        collected.update(((t, i), r) for t, i, r in got)
+        while True:
+            got = conn.recv()
+            _raise_if_error(got)
+            if got[0] == "tick":
+                if tick:
+                    tick(got[1])
+                continue
+            collected.update(((t, i), r) for t, i, r in got[1])
+            break
         proc.join()
+    if tick:
+        tick(0)
     results = [collected[(t, i)] for t in range(len(targets)) for i in range(len(paths))]
     errors = [e for e in ordered if isinstance(e, ModuleReadError)]
     return RunOutput(errors, results)

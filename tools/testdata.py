@@ -407,6 +407,7 @@ SAMPLE_MODULES = [
     "prop_license",
 ]
 SAMPLE_KERNELS = ["6.1-a", "6.1-b", "6.1-a-rt", "6.12"]
+SAMPLE_BTF = {"6.1-a", "6.12"}
 
 
 def samples(manifest: dict) -> None:
@@ -414,7 +415,7 @@ def samples(manifest: dict) -> None:
     sys.path.insert(0, REPO)
     import dataclasses
 
-    from abicheck.targets.headers import target_from_headers
+    from abicheck.targets import load_target
     from abicheck.targets.profile import save_profile
 
     out = os.path.join(REPO, "samples")
@@ -434,14 +435,18 @@ def samples(manifest: dict) -> None:
     root = os.path.join(CACHE, "root")
     for role in SAMPLE_KERNELS:
         k = manifest["kernels"][role]
-        target = target_from_headers(k["headers"])
+        # struct module's layout from the image's vmlinuz where there is one (6.12's
+        # headers ship a BTF-only vmlinux, used automatically); the full BTF is embedded
+        # for the kernels the layout tests use, to keep samples/ small
+        target = load_target(k["headers"], k.get("vmlinuz"))
         # record the paths the Debian package installs to, not this cache's
         target = dataclasses.replace(
             target,
             source=target.source.replace(root, ""),
             files=tuple(f.replace(root, "") for f in target.files),
         )
-        save_profile(target, os.path.join(out, "kernels", f"{k['release']}.json.gz"))
+        with_btf = role in SAMPLE_BTF
+        save_profile(target, os.path.join(out, "kernels", f"{k['release']}.json.gz"), with_btf)
         log(f"saved samples/kernels/{k['release']}.json.gz")
 
 

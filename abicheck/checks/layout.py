@@ -376,26 +376,41 @@ def structs_not_comparable(ctx: CheckContext) -> Iterator[Finding]:
 
 
 def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:
+    """Differences a module would trip over: size, and each member's offset and size.
+
+    Named members are matched by name; anonymous unions and structs (several per struct,
+    all named "") by their order of appearance.
+    """
     out = []
     if mine.size != theirs.size:
         out.append(f"size {mine.size} in the module, {theirs.size} in the kernel")
-    by_name = {m.name: m for m in theirs.members}
+    by_name = {m.name: m for m in theirs.members if m.name}
+    anonymous = [m for m in theirs.members if not m.name]
+    seen_anonymous = 0
     for m in mine.members:
-        k = by_name.get(m.name)
+        if m.name:
+            k = by_name.get(m.name)
+            label = m.name
+        else:
+            k = anonymous[seen_anonymous] if seen_anonymous < len(anonymous) else None
+            seen_anonymous += 1
+            label = f"anonymous {m.type_name} #{seen_anonymous}"
         if k is None:
-            if m.name:
-                out.append(f"member {m.name} at {m.offset:#x} exists only in the module")
-            continue
-        if k.offset != m.offset or k.bit_offset != m.bit_offset:
-            out.append(f"{m.name} at {m.offset:#x} in the module, {k.offset:#x} in the kernel")
+            out.append(f"member {label} at {m.offset:#x} exists only in the module")
+        elif k.offset != m.offset or k.bit_offset != m.bit_offset:
+            out.append(f"{label} at {m.offset:#x} in the module, {k.offset:#x} in the kernel")
         elif k.size != m.size:
-            out.append(f"{m.name} is {m.size} bytes in the module, {k.size} in the kernel")
+            out.append(f"{label} is {m.size} bytes in the module, {k.size} in the kernel")
     names = {m.name for m in mine.members}
     out += [
         f"member {k.name} at {k.offset:#x} exists only in the kernel"
         for k in theirs.members
         if k.name and k.name not in names
     ]
+    if len(anonymous) > seen_anonymous:
+        out.append(
+            f"{len(anonymous) - seen_anonymous} anonymous member(s) exist only in the kernel"
+        )
     return out
 
 

@@ -385,9 +385,15 @@ class ModuleDwarf:
         types = self._load()
         if types is None:
             return None
-        if name == "module":
-            return types.struct_module()
-        return types.structs().get(name if " " in name else f"struct {name}")
+        from abicheck.readers.dwarf import DwarfError
+
+        try:
+            if name == "module":
+                return types.struct_module()
+            return types.structs().get(name if " " in name else f"struct {name}")
+        except (DwarfError, ValueError) as e:  # a broken DWARF is not a broken module
+            self.error = str(e)
+            return None
 
     def struct_module(self) -> StructLayout | None:
         return self.struct("module")
@@ -397,8 +403,14 @@ class ModuleDwarf:
         types = self._load()
         if types is None:
             return {}
-        defined = types.structs()
-        return {n: defined[n] for n in sorted(types.used_structs()) if n in defined}
+        from abicheck.readers.dwarf import DwarfError
+
+        try:
+            defined = types.structs()
+            return {n: defined[n] for n in sorted(types.used_structs()) if n in defined}
+        except (DwarfError, ValueError) as e:
+            self.error = str(e)
+            return {}
 
 
 def versions_tail(module: Module) -> int:

@@ -74,7 +74,9 @@ def document(results: Sequence[Result], targets: Sequence[KernelTarget]) -> dict
     }
 
 
-def report(results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False) -> str:
+def report(
+    results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False, **_: object
+) -> str:
     doc = document(results, targets)
     # indent forces json's pure-Python encoder, which costs seconds on a module tree
     return json.dumps(doc, indent=2 if len(results) <= 100 else None) + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from functools import cached_property
 
 from abicheck.errors import ModuleReadError, TargetError
@@ -22,9 +23,11 @@ from abicheck.model import Member, StructLayout
 class BtfTypes:
     """A kernel's BTF, loaded on first use (reading a vmlinuz costs about a second)."""
 
-    def __init__(self, path: str, raw: bytes | None = None) -> None:
+    def __init__(self, path: str, raw: bytes | None = None,
+                 decode: Callable[[], bytes] | None = None) -> None:
         self.path = path
         self._raw = raw
+        self._decode = decode  # a profile's embedded BTF, decompressed only when needed
         self.source = f"btf:{path}"
 
     @cached_property
@@ -32,6 +35,8 @@ class BtfTypes:
         from abicheck.readers.btf import Btf, BtfError, btf_from_file
 
         try:
+            if self._raw is None and self._decode is not None:
+                self._raw = self._decode()
             if self._raw is not None:
                 return Btf.from_bytes(self._raw)
             return btf_from_file(self.path)
@@ -40,6 +45,8 @@ class BtfTypes:
 
     def raw(self) -> bytes:
         """The raw BTF bytes, for saving in a profile."""
+        if self._raw is None and self._decode is not None:
+            self._raw = self._decode()
         return self._raw if self._raw is not None else self.btf.raw
 
     def struct(self, name: str) -> StructLayout | None:

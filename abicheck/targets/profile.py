@@ -113,11 +113,14 @@ _OPTION = re.compile(r"\bCONFIG_[A-Za-z0-9_]+")
 def _btf_types(path: str, blob: dict[str, str] | None) -> BtfTypes | None:
     if not blob:
         return None
-    try:
-        raw = gzip.decompress(base64.b64decode(blob["data"]))
-    except (ValueError, OSError, EOFError, KeyError) as e:
-        raise TargetError(path, f"the profile's BTF is unreadable: {e}") from None
-    return BtfTypes(f"{path} (saved from {blob.get('source', '?')})", raw)
+
+    def decode() -> bytes:
+        try:
+            return gzip.decompress(base64.b64decode(blob["data"]))
+        except (ValueError, OSError, EOFError, KeyError) as e:
+            raise TargetError(path, f"the profile's BTF is unreadable: {e}") from None
+
+    return BtfTypes(f"{path} (saved from {blob.get('source', '?')})", decode=decode)
 
 
 def save_profile(target: KernelTarget, path: str, with_btf: bool = True) -> None:

@@ -1,0 +1,191 @@
+"""The work behind ``abicheck check``: settings, targets, the run, the gate, the report.
+
+cli.py parses; this wires the pieces together and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from abicheck.errors import EXIT_USAGE, AbicheckError
+from abicheck.model import Verdict
+
+
+def _error(message: str) -> None:
+    click.echo(f"abicheck: error: {message}", err=True)
+
+
+def _selectors(values: tuple[str, ...] | None) -> list[str]:
+    return [s.strip() for v in values or () for s in v.split(",") if s.strip()]
+
+
+def run_check(opts: dict[str, Any]) -> int:
+    from abicheck import gate
+    from abicheck.cli import _parse_param, expand_modules, load_targets
+    from abicheck.context import Assumptions
+    from abicheck.fingerprint import fingerprint
+    from abicheck.reporters import get_reporter
+    from abicheck.runner import run_checks
+    from abicheck.settings import (
+        SettingsError,
+        check_selector,
+        find_config,
+        load_settings,
+    )
+
+    try:
+        path = None if opts["isolated"] else (opts["config_path"] or find_config())
+        settings = load_settings(path)
+        cli_select, cli_ignore = _selectors(opts["select"]), _selectors(opts["ignore"])
+        extend_select = _selectors(opts["extend_select"])
+        extend_ignore = _selectors(opts["extend_ignore"])
+        for s in cli_select + cli_ignore + extend_select + extend_ignore:
+            check_selector(s, "--select/--ignore")
+    except SettingsError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    # the command line beats the file: --select replaces, --extend-select adds
+    select = (cli_select or settings.select) + extend_select
+    ignore = (cli_ignore or settings.ignore) + extend_ignore
+    fmt = opts["fmt"] or settings.format or "text"
+    fail_on = opts["fail_on"] or settings.fail_on
+    exit_zero = bool(opts["exit_zero"]) or settings.exit_zero
+    baseline_path = opts["baseline"] or settings.baseline
+
+    if not opts["modules"]:
+        _error("no module given (abicheck check FILE.ko ... or DIR)")
+        return EXIT_USAGE
+
+    certs = None
+    if opts["trusted_keys"]:
+        from abicheck.readers.certs import load_certificates
+
+        try:
+            certs = load_certificates(opts["trusted_keys"])
+        except AbicheckError as e:
+            _error(str(e))
+            return EXIT_USAGE
+    assumptions = Assumptions(
+        loader=opts["assume_loader"] or settings.assume_loader or "kmod",
+        sig_enforce=opts["assume_sig_enforce"],
+        lockdown=opts["assume_lockdown"],
+        secure_boot=opts["assume_secure_boot"],
+        trusted_keys=f"{opts['trusted_keys']} ({len(certs)} certificates)" if certs else None,
+        params=tuple(_parse_param(p) for p in opts["params"]),
+    )
+    kernels = list(opts["kernels"]) or settings.kernels
+    targets, target_errors = load_targets(kernels, opts["vmlinux"], opts["modules_dirs"])
+    for e in target_errors:
+        _error(str(e))
+    if not targets:
+        return EXIT_USAGE
+    tree = None
+    if opts["build_tree"]:
+        from abicheck.targets.buildtree import build_tree_from
+
+        try:
+            tree = build_tree_from(opts["build_tree"])
+        except AbicheckError as e:
+            _error(str(e))
+            return EXIT_USAGE
+    baseline = None
+    record_baseline = False
+    if baseline_path:
+        if os.path.exists(baseline_path):
+            try:
+                baseline = gate.load_baseline(baseline_path)
+            except AbicheckError as e:
+                _error(str(e))
+                return EXIT_USAGE
+        else:
+            record_baseline = True
+
+    paths = expand_modules(opts["modules"])
+    output = run_checks(
+        paths,
+        targets,
+        assumptions,
+        opts["max_module_size"] << 20,
+        certs,
+        opts["jobs"],
+        tree,
+        progress=_progress(opts, len(paths) * len(targets)),
+    )
+    for error in output.errors:
+        _error(str(error))
+    results = gate.apply(output.results, settings, select, ignore, baseline, fingerprint)
+    if record_baseline:
+        prints = [
+            fingerprint(f, gate.relative(r.module, settings.root), r.kernel)
+            for r in results
+            for f in r.findings
+        ]
+        gate.write_baseline(baseline_path, prints)
+        click.echo(
+            f"abicheck: recorded {len(prints)} findings in {baseline_path}; later runs "
+            "report only new ones",
+            err=True,
+        )
+        results = gate.apply(results, settings, ["ALL"], [], set(prints), fingerprint)
+
+    use_color = _use_color(opts["color"], opts["output_file"])
+    reporter = get_reporter(fmt)
+    try:
+        written = reporter(results, targets, use_color, project_root=settings.root)
+    except AbicheckError as e:
+        _error(str(e))
+        return EXIT_USAGE
+    _write(written, opts["output_file"], use_color)
+    unusable = bool(target_errors) or any(r.verdict is Verdict.UNREADABLE for r in results)
+    return gate.exit_code(results, fail_on, exit_zero, unusable)
+
+
+def _use_color(color: str, output_file: str | None) -> bool:
+    if color != "auto":
+        return color == "always"
+    return output_file is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _write(written: str | list[tuple[str, str]], output_file: str | None, color: bool) -> None:
+    """A reporter returns its text, or (suffix, text) pairs when one report is several files
+    (SARIF fleets larger than one upload takes)."""
+    if isinstance(written, str):
+        written = [("", written)]
+    for suffix, text in written:
+        if output_file:
+            base, ext = os.path.splitext(output_file)
+            with open(
+                f"{base}{suffix}{ext}" if suffix else output_file, "w", encoding="utf-8"
+            ) as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False, color=color)
+
+
+def _progress(opts: dict[str, Any], total: int):
+    """A rich progress bar on stderr for long runs at a terminal; machine formats and
+    pipes never see it."""
+    wanted = opts.get("progress")
+    if wanted is False or (wanted is None and (total < 200 or not sys.stderr.isatty())):
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        console=_stderr_console(),
+    )
+    return progress
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,77 @@
+"""What a run reports and how it exits: rule selection, per-module ignores, the baseline.
+
+The verdict is never changed: it is what the kernel would do. Hidden findings are listed
+by rule in ``Result.suppressed`` so that a refused module never looks unexplained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from abicheck.errors import AbicheckError
+from abicheck.model import Finding, Result
+from abicheck.settings import Settings, fails, module_ignores, rule_filter
+
+Fingerprint = Callable[[Finding, str, str], str]
+
+
+class BaselineError(AbicheckError):
+    pass
+
+
+def load_baseline(path: str) -> set[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        return set(doc["fingerprints"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BaselineError(path, f"not an abicheck baseline: {e}") from None
+
+
+def write_baseline(path: str, fingerprints: Sequence[str]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"abicheck_baseline": 1, "fingerprints": sorted(set(fingerprints))}, f, indent=1)
+        f.write("\n")
+
+
+def relative(path: str, root: str) -> str:
+    """A module path relative to the project root (as GitHub wants URIs), if inside it."""
+    full = os.path.abspath(path)
+    rel = os.path.relpath(full, root)
+    return full if rel.startswith("..") else rel
+
+
+def apply(
+    results: Sequence[Result],
+    settings: Settings,
+    select: Sequence[str],
+    ignore: Sequence[str],
+    baseline: set[str] | None,
+    fingerprint: Fingerprint,
+) -> list[Result]:
+    selected = rule_filter(select, ignore)
+    out = []
+    for r in results:
+        per_module = rule_filter(["ALL"], module_ignores(settings, r.module))
+        keep, hidden = [], list(r.suppressed)
+        rel = relative(r.module, settings.root)
+        for f in r.findings:
+            if (f.rule != "IN001" and not (selected(f.rule) and per_module(f.rule))) or (
+                baseline is not None and fingerprint(f, rel, r.kernel) in baseline
+            ):
+                hidden.append(f.rule)
+            else:
+                keep.append(f)
+        out.append(replace(r, findings=tuple(keep), suppressed=tuple(hidden)))
+    return out
+
+
+def exit_code(results: Sequence[Result], fail_on: str, exit_zero: bool, usage_error: bool) -> int:
+    if usage_error:
+        return 2
+    if exit_zero:
+        return 0
+    return 1 if any(fails(f.severity, fail_on) for r in results for f in r.findings) else 0

@@ -1,0 +1,432 @@
+"""``--format sarif``: SARIF 2.1.0 for GitHub code scanning (and any other SARIF consumer).
+
+One run per kernel target, so that each kernel is its own code-scanning *category*
+(``runs[].automationDetails.id``): alerts for 6.1.0-47 and 6.12 open and close
+independently. What GitHub accepts, from "SARIF support for code scanning"
+(https://docs.github.com/en/code-security/code-scanning/integrating-with-code-scanning/sarif-support-for-code-scanning)
+and "SARIF results exceed one or more limits"
+(https://docs.github.com/en/code-security/code-scanning/troubleshooting-sarif-uploads/results-exceed-limit),
+both read in June 2026:
+
+- at most 20 runs per file, 25 000 results per run (only the top 5 000 are shown,
+  by severity), 25 000 rules per run, 10 MB per gzip-compressed file;
+- since June 2025 a file may not hold two runs of one tool with the same category
+  (https://github.blog/changelog/2024-05-06-code-scanning-will-stop-combining-runs-from-a-single-upload/);
+- only ``partialFingerprints.primaryLocationLineHash`` is used to match alerts across
+  uploads. ``upload-sarif`` computes it from the file's text when it is absent, which for
+  a binary ``.ko`` at line 1 gives every finding of the module the same hash: abicheck
+  fills it in itself (the action keeps a value that is present);
+- an ``automationDetails.id`` in the file takes precedence over the action's ``category``
+  input (github/codeql-action, src/upload-lib.ts ``populateRunAutomationDetails``).
+
+A fleet with more kernels than a file may hold is split by :func:`documents`. The
+module and source paths are made relative to the project root (the repository), which
+is what GitHub matches against its checkout; paths outside the root stay absolute
+(``file://`` URIs): GitHub lists such alerts without a file to show them in.
+
+The fingerprint helpers here (:func:`fingerprint`, :func:`occurrence_fingerprints`,
+:func:`project_path`, :func:`location`) are shared by the junit and github reporters and
+by ``--baseline``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from abicheck import __version__, ruledata
+from abicheck.model import Finding, KernelTarget, Result, Severity
+from abicheck.ruledoc import rule_as_text
+
+SARIF_VERSION = "2.1.0"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+
+# GitHub's hard limits (see the module docstring); a file beyond them is rejected whole.
+MAX_RUNS_PER_FILE = 20
+MAX_RESULTS_PER_RUN = 25_000
+# GitHub truncates longer rule descriptions.
+_MAX_DESCRIPTION = 1024
+
+SRCROOT = "%SRCROOT%"
+
+LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+# GitHub's properties.problem.severity vocabulary for non-security rules
+_PROBLEM_SEVERITY = {
+    Severity.ERROR: "error",
+    Severity.WARNING: "warning",
+    Severity.INFO: "recommendation",
+}
+
+# --- fingerprints -------------------------------------------------------------------
+#
+# Recipe (version 1):
+#     sha256 of the compact JSON array
+#         ["abicheck/v1", RULE, MODULE, RELEASE, {KEY: evidence[KEY], ...}]
+#     (keys sorted, no spaces, UTF-8), first 32 hex digits.
+# RULE is the rule ID, MODULE the module's path relative to the project root (POSIX
+# separators), RELEASE the target's release (not its id, whose digest changes with every
+# rebuilt profile). KEY runs over the identifying evidence of the rule's category below,
+# those present in the finding: what names *which* problem (the symbol, the struct, the
+# option), never what describes it (CRCs, offsets, counts, addresses, messages), so a
+# fingerprint survives a rebuild that changes a CRC or moves a relocation.
+# The source line is not part of it either: an alert must follow its code when lines move.
+# Changing any of this reopens every alert: bump the version string instead.
+
+FINGERPRINT_VERSION = "abicheck/v1"
+
+IDENTITY: Mapping[str, tuple[str, ...]] = {
+    "input": ("param",),  # PA001-PA003; IN001/IN002 occur once per pair
+    "config": ("option",),
+    "elf": ("check", "section"),  # EL002 per kernel check, EL006 per section
+    "signature": (),
+    "vermagic": (),
+    "modversions": ("symbol",),
+    "symbol": ("symbol",),
+    "dependency": ("symbol", "owner"),  # DP001 per in-tree owner, DP002/DP003 per symbol
+    "gpl": ("symbol",),
+    "namespace": ("symbol", "namespace"),
+    "relocation": ("section", "target", "r_type", "symbol", "where"),
+    "layout": ("struct",),
+    "license": (),
+    "compression": ("compression",),
+    "taint": ("option",),
+}
+
+
+def identity(finding: Finding) -> dict[str, Any]:
+    """The evidence that names which problem a finding is (see the recipe above)."""
+    keys = IDENTITY.get(finding.category, ())
+    return {k: finding.evidence[k] for k in keys if k in finding.evidence}
+
+
+def fingerprint(finding: Finding, module_rel: str, target_release: str) -> str:
+    """A finding's stable identity across runs, machines and checkouts (recipe above)."""
+    payload = [FINGERPRINT_VERSION, finding.rule, module_rel, target_release, identity(finding)]
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def occurrence_fingerprints(
+    findings: Sequence[Finding], module_rel: str, target_release: str
+) -> list[str]:
+    """``FINGERPRINT:N`` per finding, N counting equal fingerprints in order (from 1).
+
+    Two findings can share an identity (two relocations of one symbol in one section);
+    the occurrence number keeps them apart, as codeql-action does for equal line hashes.
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for f in findings:
+        fp = fingerprint(f, module_rel, target_release)
+        seen[fp] = seen.get(fp, 0) + 1
+        out.append(f"{fp}:{seen[fp]}")
+    return out
+
+
+# --- paths ----------------------------------------------------------------------------
+
+
+def _inside(path: str, root: str) -> str | None:
+    if path == root:
+        return "."
+    if path.startswith(root.rstrip("/") + "/"):
+        return os.path.relpath(path, root)
+    return None
+
+
+def project_path(path: str, project_root: str | None = None) -> str:
+    """``path`` relative to the project root with ``/`` separators, or absolute if outside.
+
+    Relative inputs are relative to the current directory, as the command line gave them.
+    Symbolic links are resolved first (GitHub cannot show a result reported through a
+    link); if that leads out of the root while the path as written is inside, the
+    written path wins, so a build directory linked from elsewhere still maps into the repo.
+    """
+    root = os.path.abspath(project_root if project_root is not None else os.getcwd())
+    written = os.path.abspath(path)
+    for candidate, base in ((os.path.realpath(written), os.path.realpath(root)), (written, root)):
+        rel = _inside(candidate, base)
+        if rel is not None:
+            return PurePosixPath(*rel.split(os.sep)).as_posix()
+    return PurePosixPath(written).as_posix()
+
+
+def location(
+    finding: Finding, module_path: str, project_root: str | None = None
+) -> tuple[str, int]:
+    """Where to show a finding: (project path, line).
+
+    The C source line when the check recorded one (``evidence["source"]``, read from the
+    module's DWARF: ``{"file": absolute or project-relative path, "line": N}``) and it lies
+    in the project; else the module file itself at line 1 (a binary has no lines, and
+    GitHub wants a region on every result).
+    """
+    source = finding.evidence.get("source")
+    if isinstance(source, Mapping):
+        file, line = source.get("file"), source.get("line")
+        if isinstance(file, str) and file and isinstance(line, int) and line >= 1:
+            root = project_root if project_root is not None else os.getcwd()
+            rel = project_path(os.path.join(root, file), project_root)
+            if not os.path.isabs(rel):
+                return rel, line
+    return project_path(module_path or ".", project_root), 1
+
+
+def artifact_location(path: str) -> dict[str, str]:
+    if os.path.isabs(path):
+        return {"uri": PurePosixPath(path).as_uri()}
+    return {"uri": quote(path), "uriBaseId": SRCROOT}
+
+
+# --- rules ------------------------------------------------------------------------------
+
+_SECTIONS = (
+    ("what", "What it does"),
+    ("why", "Why is this bad"),
+    ("example", "Example"),
+    ("how_to_fix", "How to fix"),
+)
+
+
+def _one_paragraph(text: str) -> str:
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > _MAX_DESCRIPTION:
+        text = text[: _MAX_DESCRIPTION - 1].rstrip() + "…"
+    return text
+
+
+def rule_markdown(rule: ruledata.Rule) -> str:
+    """The rule's documentation as ``abicheck rule ID`` prints it, in Markdown."""
+    taint = f" · taint: {rule.taint}" if rule.taint else ""
+    out = [
+        f"**{rule.id}** `{rule.name}` · category: {rule.category} · "
+        f"severity: {rule.severity.value} · effect: {rule.effect.value}{taint}",
+        "",
+        rule.summary,
+    ]
+    for key, title in _SECTIONS:
+        body = str(rule.docs.get(key, "")).strip()
+        if body:
+            out += ["", f"## {title}", "", body]
+    says = [(gen, text) for gen, text in rule.kernel_says.items() if text]
+    if says:
+        out += ["", "## The kernel says", ""]
+        for gen, text in says:
+            if gen != "default":
+                out.append(f"{gen}:")
+            out += ["```", text, "```"]
+    refs = rule.docs.get("references", [])
+    if refs:
+        out += ["", "## References", ""] + [f"- {r}" for r in refs]
+    out += ["", f"Run `abicheck rule {rule.id}` for this text in a terminal."]
+    return "\n".join(out)
+
+
+def rule_descriptor(rule: ruledata.Rule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "shortDescription": {"text": _one_paragraph(rule.summary)},
+        "fullDescription": {"text": _one_paragraph(str(rule.docs.get("what", "")) or rule.summary)},
+        "help": {"text": rule_as_text(rule), "markdown": rule_markdown(rule)},
+        "defaultConfiguration": {"level": LEVEL[rule.severity]},
+        "properties": {
+            "tags": ["kernel-module", rule.category],
+            "category": rule.category,
+            "effect": rule.effect.value,
+            # the checks read facts from the files; a wrong result is a bug, not noise
+            "precision": "high",
+            "problem.severity": _PROBLEM_SEVERITY[rule.severity],
+        },
+    }
+
+
+# --- the document -------------------------------------------------------------------------
+
+
+def _message(f: Finding) -> str:
+    # GitHub shows the first sentence as the alert's title: the finding's own message
+    lines = [f.message]
+    if f.kernel_says:
+        lines += ["", "The kernel says:"] + [f"    {s}" for s in f.kernel_says.splitlines()]
+    lines += ["", f"Fix: {f.fix}"]
+    return "\n".join(lines)
+
+
+def _category_ids(targets: Sequence[KernelTarget], category: str) -> dict[str, str]:
+    """automationDetails.id per target: ``CATEGORY/RELEASE/`` (no run id after the slash).
+
+    The release, not the target id, so that the category stays the same when a profile
+    is rebuilt; two targets of one release in one run fall back to their ids, since a
+    file may not hold two runs of one category.
+    """
+    releases = [t.release for t in targets]
+    return {
+        t.id: f"{category}/{t.release if releases.count(t.release) == 1 else t.id}/"
+        for t in targets
+    }
+
+
+def _run(
+    target: KernelTarget | None,
+    target_id: str,
+    automation_id: str,
+    results: Sequence[Result],
+    rules: Sequence[ruledata.Rule],
+    root: str,
+) -> dict[str, Any]:
+    index = {r.id: i for i, r in enumerate(rules)}
+    out: list[dict[str, Any]] = []
+    release = target.release if target else (results[0].kernel if results else target_id)
+    for r in results:
+        module_rel = project_path(r.module or ".", root)
+        prints = occurrence_fingerprints(r.findings, module_rel, release)
+        for f, fp in zip(r.findings, prints, strict=True):
+            path, line = location(f, r.module, root)
+            res: dict[str, Any] = {"ruleId": f.rule}
+            if f.rule in index:
+                res["ruleIndex"] = index[f.rule]
+            res |= {
+                "level": LEVEL[f.severity],
+                "message": {"text": _message(f)},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": artifact_location(path),
+                            "region": {"startLine": line},
+                        }
+                    }
+                ],
+                "partialFingerprints": {
+                    "primaryLocationLineHash": fp,
+                    FINGERPRINT_VERSION: fp.rsplit(":", 1)[0],
+                },
+                "properties": {
+                    "module": module_rel,
+                    "kernel": r.kernel,
+                    "target": r.target,
+                    "verdict": r.verdict.value,
+                    "category": f.category,
+                    "effect": f.effect.value,
+                    "kernel_says": f.kernel_says,
+                    "errno": f.errno,
+                    "taint": f.taint,
+                    "evidence": dict(f.evidence),
+                },
+            }
+            out.append(res)
+    properties: dict[str, Any] = {"target": {"id": target_id, "release": release}}
+    if target is not None:
+        properties["target"].update(
+            kind=target.kind,
+            source=target.source if target.kind == "running" else project_path(target.source, root),
+            arch=target.arch,
+            version=".".join(map(str, target.version)),
+            distribution=target.distribution,
+        )
+    if len(out) > MAX_RESULTS_PER_RUN:
+        # GitHub rejects the whole file beyond this; keep the most severe, in their order
+        keep = sorted(range(len(out)), key=lambda i: (_RANK[out[i]["level"]], i))
+        kept = sorted(keep[:MAX_RESULTS_PER_RUN])
+        properties["omittedResults"] = len(out) - len(kept)
+        out = [out[i] for i in kept]
+    return {
+        "tool": {
+            "driver": {
+                "name": "abicheck",
+                "version": __version__,
+                "informationUri": "https://pypi.org/project/kbuild-abicheck/",
+                "rules": [rule_descriptor(r) for r in rules],
+            }
+        },
+        "automationDetails": {
+            "id": automation_id,
+            "description": {"text": f"abicheck: kernel modules checked against {release}"},
+        },
+        "originalUriBaseIds": {SRCROOT: {"uri": PurePosixPath(root).as_uri() + "/"}},
+        "results": out,
+        "properties": properties,
+    }
+
+
+_RANK = {"error": 0, "warning": 1, "note": 2}
+
+
+def _all_rules() -> list[ruledata.Rule]:
+    # Every rule, not only those that fired: GitHub expects a tool's rule list to change
+    # with the tool, not with the code analysed.
+    return list(ruledata.all_rules().values())
+
+
+def runs(
+    results: Sequence[Result],
+    targets: Sequence[KernelTarget],
+    project_root: str | None = None,
+    *,
+    category: str = "abicheck",
+) -> list[dict[str, Any]]:
+    """One SARIF run per target, in the targets' order."""
+    root = os.path.abspath(project_root if project_root is not None else os.getcwd())
+    rules = _all_rules()
+    by_target: dict[str, list[Result]] = {t.id: [] for t in targets}
+    for r in results:
+        by_target.setdefault(r.target, []).append(r)
+    known = {t.id: t for t in targets}
+    ids = _category_ids(targets, category)
+    out = []
+    for target_id, rs in by_target.items():
+        target = known.get(target_id)
+        automation = ids.get(target_id) or f"{category}/{target_id}/"
+        out.append(_run(target, target_id, automation, rs, rules, root))
+    return out
+
+
+def _log(runs_: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": runs_}
+
+
+def documents(
+    results: Sequence[Result],
+    targets: Sequence[KernelTarget],
+    project_root: str | None = None,
+    max_runs: int = MAX_RUNS_PER_FILE,
+    *,
+    category: str = "abicheck",
+) -> list[dict[str, Any]]:
+    """SARIF logs of at most ``max_runs`` runs each, for one upload per file.
+
+    Always at least one document (with no runs when there are no targets).
+    """
+    if max_runs < 1:
+        raise ValueError("max_runs must be at least 1")
+    all_runs = runs(results, targets, project_root, category=category)
+    chunks = [all_runs[i : i + max_runs] for i in range(0, len(all_runs), max_runs)]
+    return [_log(chunk) for chunk in chunks] or [_log([])]
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    # indent forces json's pure-Python encoder: only for the small runs people read
+    compact = sum(len(r["results"]) for r in doc["runs"]) > 2000
+    return json.dumps(doc, indent=None if compact else 2, ensure_ascii=False) + "\n"
+
+
+def report(
+    results: Sequence[Result],
+    targets: Sequence[KernelTarget],
+    color: bool = False,
+    *,
+    project_root: str | None = None,
+    category: str = "abicheck",
+) -> str:
+    """One SARIF log with a run per target (standard output; colour is ignored).
+
+    Beyond :data:`MAX_RUNS_PER_FILE` targets the log is valid SARIF but more than GitHub
+    takes in one upload: write :func:`documents` to several files instead.
+    """
+    return dumps(_log(runs(results, targets, project_root, category=category)))
