@@ -391,3 +391,59 @@ def profile_save(
         _error(str(e))
         sys.exit(EXIT_USAGE)
     click.echo(f"saved {target.id} ({target.source}) to {output}", err=True)
+
+
+@main.command()
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="TARGET",
+    help="The kernel about to be booted: headers dir, profile, or 'running'.",
+)
+@click.option(
+    "--from",
+    "from_release",
+    default=None,
+    metavar="RELEASE",
+    help="The kernel whose extra modules are checked (default: the running one).",
+)
+@click.option(
+    "--root",
+    default="/",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The system root to look under (for images and tests).",
+)
+@click.option(
+    "--vmlinux",
+    "vmlinux",
+    multiple=True,
+    metavar="FILE",
+    help="The new kernel's image (struct layouts).",
+)
+@click.option(
+    "--modules-dir",
+    "modules_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="The new kernel's installed modules (struct module reference).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def upgrade(
+    to: str,
+    from_release: str | None,
+    root: str,
+    vmlinux: tuple[str, ...],
+    modules_dirs: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Before a kernel upgrade: which modules installed outside the kernel package
+    (updates/, extra/, DKMS) will not load into the new kernel, and why.
+
+    Run it from a package-manager hook, e.g. /etc/kernel/postinst.d/zz-abicheck:
+    `abicheck upgrade --to /usr/src/linux-headers-$1`.
+    """
+    from abicheck.commands import run_upgrade
+
+    sys.exit(run_upgrade(to, from_release, root, vmlinux, modules_dirs, fmt))

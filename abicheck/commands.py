@@ -189,3 +189,64 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def extra_modules(root: str, release: str) -> list[str]:
+    """Modules a kernel package did not ship: lib/modules/R/{updates,extra,weak-updates}
+    and DKMS's build trees (var/lib/dkms/NAME/VERSION/R/ARCH/module)."""
+    import glob
+
+    found: list[str] = []
+    base = os.path.join(root, "lib", "modules", release)
+    for sub in ("updates", "extra", "weak-updates"):
+        for dirpath, dirs, files in os.walk(os.path.join(base, sub)):
+            dirs.sort()
+            found += [
+                os.path.join(dirpath, f)
+                for f in sorted(files)
+                if f.endswith((".ko", ".ko.gz", ".ko.xz", ".ko.zst"))
+            ]
+    installed = {os.path.basename(p) for p in found}
+    pattern = os.path.join(root, "var", "lib", "dkms", "*", "*", release, "*", "module", "*.ko*")
+    # a DKMS module is usually also installed under updates/; check each file once
+    found += [p for p in sorted(glob.glob(pattern)) if os.path.basename(p) not in installed]
+    return found
+
+
+def run_upgrade(
+    to: str, from_release: str | None, root: str, vmlinux, modules_dirs, fmt: str
+) -> int:
+    from abicheck.cli import load_targets
+    from abicheck.context import Assumptions
+    from abicheck.readers.compressed import DEFAULT_LIMIT
+    from abicheck.reporters import get_reporter
+    from abicheck.runner import run_checks
+
+    release = from_release or os.uname().release
+    modules = extra_modules(root, release)
+    if not modules:
+        click.echo(
+            f"abicheck: no modules outside the kernel package for {release} under {root}", err=True
+        )
+        return 0
+    targets, errors = load_targets([to], vmlinux, modules_dirs)
+    for e in errors:
+        _error(str(e))
+    if not targets:
+        return EXIT_USAGE
+    output = run_checks(modules, targets, Assumptions(), DEFAULT_LIMIT)
+    for error in output.errors:
+        _error(str(error))
+    text = get_reporter(fmt)(output.results, targets, _use_color("auto", None))
+    _write(text, None, _use_color("auto", None))
+    bad = [
+        r
+        for r in output.results
+        if r.verdict in (Verdict.REFUSED, Verdict.LOADS_UNSAFE, Verdict.UNREADABLE)
+    ]
+    click.echo(
+        f"abicheck: {len(bad)} of {len(output.results)} module(s) installed for "
+        f"{release} will not work with {targets[0].release}",
+        err=True,
+    )
+    return 1 if bad else 0

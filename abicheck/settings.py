@@ -84,8 +84,12 @@ def find_config(start: str = ".") -> str | None:
 def _has_tool_table(path: str) -> bool:
     try:
         with open(path, "rb") as f:
-            return "abicheck" in tomllib.load(f).get("tool", {})
-    except (OSError, tomllib.TOMLDecodeError):
+            raw = f.read()
+        return "abicheck" in tomllib.loads(raw.decode()).get("tool", {})
+    except tomllib.TOMLDecodeError:
+        # broken TOML that is meant for us is an error to report, not a file to skip
+        return b"tool.abicheck" in raw
+    except (OSError, UnicodeDecodeError):
         return False
 
 

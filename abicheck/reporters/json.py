@@ -62,6 +62,7 @@ def result_dict(r: Result) -> dict[str, Any]:
         ],
         "assumptions": list(r.assumptions),
         "findings": [finding_dict(f) for f in r.findings],
+        "suppressed": list(r.suppressed),
     }
 
 
