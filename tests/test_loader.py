@@ -14,7 +14,7 @@ from abicheck.engine import check_module
 from abicheck.readers.module import read_module
 from abicheck.targets.headers import target_from_headers
 
-pytestmark = pytest.mark.debian
+
 
 
 def one(testdata, name, role="6.1-a", target_role=None, extra=()):
@@ -256,3 +256,36 @@ def test_valid_parameters(testdata, param):
 def test_custom_parameter_cannot_be_checked(testdata):
     r = one(testdata, "params_mod.ko", extra=["--param", "custom=abc"])
     assert finding(r, "PA003")["severity"] == "info"
+
+
+def test_extended_modversions_are_used_when_present(tmp_path):
+    """Mainline's __version_ext_crcs/__version_ext_names, added with objcopy to a real
+    module (modelled from the source: no reachable kernel has them). The kernel then
+    relies on them instead of __versions."""
+    import shutil
+    import struct
+    import subprocess
+
+    from conftest import sample, sample_kernel
+
+    if shutil.which("objcopy") is None:
+        pytest.skip("binutils missing")
+    hello = read_module(sample("modules", "hello.ko"))
+    entries = [(v.name, v.crc) for v in hello.versions]
+    entries = [(n, c ^ 1 if n == "_printk" else c) for n, c in entries]  # one CRC changed
+    crcs, names = tmp_path / "crcs", tmp_path / "names"
+    crcs.write_bytes(b"".join(struct.pack("<I", c) for _n, c in entries))
+    names.write_bytes(b"".join(n.encode() + b"\0" for n, _c in entries))
+    out = tmp_path / "hello_ext.ko"
+    subprocess.run(["objcopy", "--add-section", f"__version_ext_crcs={crcs}",
+                    "--set-section-flags", "__version_ext_crcs=alloc,contents,readonly",
+                    "--add-section", f"__version_ext_names={names}",
+                    "--set-section-flags", "__version_ext_names=alloc,contents,readonly",
+                    sample("modules", "hello.ko"), str(out)], check=True)
+    m = read_module(str(out))
+    assert [v.name for v in m.versions] == [n for n, _c in entries]
+    res = run_cli(["check", "--format", "json", str(out), "-k",
+                   sample_kernel("6.1.0-47-amd64")])
+    (r,) = res.json()["results"]
+    assert [f["evidence"]["symbol"] for f in r["findings"] if f["rule"] == "MV001"] == [
+        "_printk"]

@@ -22,7 +22,7 @@ from abicheck.readers import elf as E
 from abicheck.readers.compressed import DEFAULT_LIMIT, read_module_bytes
 from abicheck.readers.modinfo import parse_modinfo
 from abicheck.readers.signature import MARKER, has_marker, parse_signature
-from abicheck.readers.versions import RECORD_SIZE, parse_versions
+from abicheck.readers.versions import RECORD_SIZE, parse_ext_versions, parse_versions
 
 THIS_MODULE = ".gnu.linkonce.this_module"
 
@@ -83,6 +83,12 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None
     if versions_sec is not None:
         versions_size = versions_sec.sh_size
         versions = parse_versions(img.data(versions_sec), img.word, img.endian)
+    ext_crcs, ext_names = img.first("__version_ext_crcs"), img.first("__version_ext_names")
+    if ext_crcs is not None and ext_names is not None:
+        # Mainline's extended modversions (kernel/module/version.c since 6.14, "module:
+        # Extended modversions"): when present the kernel relies on them instead of
+        # __versions. Modelled from the source; no kernel reachable here has them.
+        versions = parse_ext_versions(img.data(ext_crcs), img.data(ext_names), img.endian)
 
     symtab, symtab_count = img.symtab()
     undefined, common, bad = [], [], []

@@ -28,3 +28,12 @@ def _cstring(field: bytes) -> str:
     if b"\0" in name:
         name = name.split(b"\0", 1)[0]
     return name.decode("utf-8", "replace")
+
+
+def parse_ext_versions(crcs: bytes, names: bytes, endian: str) -> tuple[VersionEntry, ...]:
+    """``__version_ext_crcs`` (an array of s32) and ``__version_ext_names`` (the names,
+    NUL-separated, in the same order), as mainline modpost writes them for symbols whose
+    names do not fit the 56 bytes of struct modversion_info."""
+    values = [c for (c,) in struct.iter_unpack(endian + "I", crcs[: len(crcs) - len(crcs) % 4])]
+    labels = [n.decode("utf-8", "replace") for n in names.split(b"\0")]
+    return tuple(VersionEntry(name, crc) for name, crc in zip(labels, values, strict=False))
