@@ -58,6 +58,7 @@ def initialised_ranges(ctx: CheckContext, kernel: StructLayout) -> list[tuple[in
         "livepatch": m.info("livepatch") is not None,
     }
     out = []
+    writers = ruledata.rule("LY002").data.get("written_by", {})
     for name, when in ruledata.rule("LY002").data["initialised"].items():
         if when.startswith("section:"):
             on = when[len("section:") :] in sections
@@ -80,7 +81,8 @@ def initialised_ranges(ctx: CheckContext, kernel: StructLayout) -> list[tuple[in
                     member.offset + part.offset,
                     member.offset + part.offset + (part.size or 0),
                 )
-        out.append((start, end, name))
+        who = writers.get(name, "find_module_sections()")
+        out.append((start, end, f"{name} (set by {who})"))
     return out
 
 
@@ -102,18 +104,29 @@ def landings(ctx: CheckContext, kernel: StructLayout) -> list[Landing]:
         if r.symbol not in ("init_module", "cleanup_module"):
             continue
         start, end = r.r_offset, r.r_offset + RELOC_SIZE
-        members = tuple(_describe(kernel, start, end))
+        members = tuple(_describe(kernel, start, end, ctx.target.types))
         hits = tuple(sorted({n for a, b, n in busy if a < end and start < b}))
         out.append(Landing(r.symbol, r.r_offset, members, hits))
         busy.append((start, end, f"{r.symbol} written just before"))
     return out
 
 
-def _describe(kernel: StructLayout, start: int, end: int) -> list[str]:
+def _describe(kernel: StructLayout, start: int, end: int, types=None) -> list[str]:
+    """The kernel members under [start, end), to the nested member where one is known
+    (``source_list.prev`` rather than ``source_list+0x8``)."""
     names = []
     for m in _covering(kernel, start, end):
         lo, hi = max(start, m.offset), min(end, m.offset + (m.size or 0))
-        names.append(m.name if (lo, hi) == _span(m) else f"{m.name}+{lo - m.offset:#x}")
+        if (lo, hi) == _span(m):
+            names.append(m.name)
+            continue
+        inner = None
+        if types is not None and m.type_name.startswith(("struct ", "union ")):
+            nested = types.struct(m.type_name.split(" ", 1)[1])
+            if nested is not None:
+                inner = next((n.name for n in nested.members
+                              if n.offset == lo - m.offset and n.name), None)
+        names.append(f"{m.name}.{inner}" if inner else f"{m.name}+{lo - m.offset:#x}")
     return names or [f"padding at {start:#x}"]
 
 
@@ -167,7 +180,34 @@ def explain(
         )
         for o in options.values()
     )
+    if not text and module_view is not None:
+        text = _resized(ctx, kernel, module_view)
     return text or "no option of the target's module.h accounts for it", list(options.values())
+
+
+def _resized(ctx: CheckContext, kernel: StructLayout, module_view: StructLayout) -> str:
+    """Members present on both sides whose size differs: an embedded struct changed (a
+    struct mutex under CONFIG_DEBUG_MUTEXES). The options named are those of the build
+    tree that differ from the kernel's and name the member's type, as a lead."""
+    by_name = {m.name: m for m in kernel.members}
+    parts = []
+    for m in module_view.members:
+        k = by_name.get(m.name)
+        if k is None or k.size == m.size:
+            continue
+        part = f"{m.name} ({m.type_name}) is {m.size} bytes in the module, {k.size} in the kernel"
+        build = ctx.run.build_tree
+        if build is not None:
+            stem = m.type_name.split()[-1].rstrip("_t").upper()
+            leads = sorted(o for o in set(build.config) | set(ctx.target.config)
+                           if stem and stem in o
+                           and build.config.get(o) != ctx.target.config.get(o))
+            if leads:
+                part += " (likely " + ", ".join(
+                    f"{o}: {ctx.target.config.get(o, 'absent')} in the kernel, "
+                    f"{build.config.get(o, 'absent')} in the build tree" for o in leads[:3]) + ")"
+        parts.append(part)
+    return "; ".join(parts)
 
 
 def _span_candidates(
@@ -269,7 +309,7 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
             else f". init_module's relocation lands on the kernel's "
             f"{', '.join(refused.kernel_members)}"
         )
-        summary += f", which holds {', '.join(refused.nonzero)} by then"
+        summary += f", already non-zero there: {', '.join(refused.nonzero)}"
         yield ctx.finding("LY002", summary=summary, **evidence)
         return
     if not full:
