@@ -205,6 +205,20 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
 )
 @_option(
+    "--project-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Paths in SARIF/JUnit/GitHub output and fingerprints are relative to it "
+    "(default: $GITHUB_WORKSPACE, else the project's configuration directory).",
+)
+@_option(
+    "--sarif-category",
+    default=None,
+    metavar="NAME",
+    help="SARIF automationDetails category prefix (default: abicheck); separates two "
+    "jobs checking the same kernel.",
+)
+@_option(
     "--select",
     multiple=True,
     metavar="RULES",

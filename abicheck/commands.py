@@ -134,8 +134,16 @@ def run_check(opts: dict[str, Any]) -> int:
 
     use_color = _use_color(opts["color"], opts["output_file"])
     reporter = get_reporter(fmt)
+    if fmt == "sarif" and not opts["output_file"]:
+        from abicheck.reporters.sarif import report as reporter  # one document on stdout
+    root = opts.get("project_root") or os.environ.get("GITHUB_WORKSPACE") or settings.root
+    extra = (
+        {"category": opts["sarif_category"]}
+        if fmt == "sarif" and opts.get("sarif_category")
+        else {}
+    )
     try:
-        written = reporter(results, targets, use_color, project_root=settings.root)
+        written = reporter(results, targets, use_color, project_root=root, fail_on=fail_on, **extra)
     except AbicheckError as e:
         _error(str(e))
         return EXIT_USAGE

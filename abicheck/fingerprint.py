@@ -1,38 +1,77 @@
 """Stable identities of findings, for SARIF partialFingerprints and --baseline.
 
-A fingerprint must survive a rebuild and a move of the checkout: it hashes the rule ID,
-the module's path relative to the project root, the kernel release, and the evidence
-that names *what* is wrong (the symbol, struct, option, section, parameter ...), never
-addresses, counts or absolute paths.
+One recipe for both, so that a baseline recorded by one format suppresses exactly what
+code scanning tracks. Paths are made project-relative the same way for both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
 
 from abicheck.model import Finding
 
-IDENTITY = (
-    "symbol",
-    "struct",
-    "option",
-    "section",
-    "param",
-    "namespace",
-    "check",
-    "member",
-    "compression",
-    "license",
-    "module_vermagic",
-    "kernel_vermagic",
-    "owner",
-)
+FINGERPRINT_VERSION = "abicheck/v1"
+
+IDENTITY: Mapping[str, tuple[str, ...]] = {
+    "input": ("param",),  # PA001-PA003; IN001/IN002 occur once per pair
+    "config": ("option",),
+    "elf": ("check", "section"),  # EL002 per kernel check, EL006 per section
+    "signature": (),
+    "vermagic": (),
+    "modversions": ("symbol",),
+    "symbol": ("symbol",),
+    "dependency": ("symbol", "owner"),  # DP001 per in-tree owner, DP002/DP003 per symbol
+    "gpl": ("symbol",),
+    "namespace": ("symbol", "namespace"),
+    "relocation": ("section", "target", "r_type", "symbol", "where"),
+    "layout": ("struct",),
+    "license": (),
+    "compression": ("compression",),
+    "taint": ("option",),
+}
 
 
-def fingerprint(finding: Finding, module_rel: str, release: str) -> str:
-    ident = {
-        k: finding.evidence[k] for k in IDENTITY if isinstance(finding.evidence.get(k), str | int)
-    }
-    blob = json.dumps([finding.rule, module_rel.replace("\\", "/"), release, ident], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+def identity(finding: Finding) -> dict[str, Any]:
+    """The evidence that names which problem a finding is (see the recipe above)."""
+    keys = IDENTITY.get(finding.category, ())
+    return {k: finding.evidence[k] for k in keys if k in finding.evidence}
+
+
+def fingerprint(finding: Finding, module_rel: str, target_release: str) -> str:
+    """A finding's stable identity across runs, machines and checkouts (recipe above)."""
+    payload = [FINGERPRINT_VERSION, finding.rule, module_rel, target_release, identity(finding)]
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+# --- paths ----------------------------------------------------------------------------
+
+
+def _inside(path: str, root: str) -> str | None:
+    if path == root:
+        return "."
+    if path.startswith(root.rstrip("/") + "/"):
+        return os.path.relpath(path, root)
+    return None
+
+
+def project_path(path: str, project_root: str | None = None) -> str:
+    """``path`` relative to the project root with ``/`` separators, or absolute if outside.
+
+    Relative inputs are relative to the current directory, as the command line gave them.
+    Symbolic links are resolved first (GitHub cannot show a result reported through a
+    link); if that leads out of the root while the path as written is inside, the
+    written path wins, so a build directory linked from elsewhere still maps into the repo.
+    """
+    root = os.path.abspath(project_root if project_root is not None else os.getcwd())
+    written = os.path.abspath(path)
+    for candidate, base in ((os.path.realpath(written), os.path.realpath(root)), (written, root)):
+        rel = _inside(candidate, base)
+        if rel is not None:
+            return PurePosixPath(*rel.split(os.sep)).as_posix()
+    return PurePosixPath(written).as_posix()

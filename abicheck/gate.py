@@ -7,11 +7,11 @@ by rule in ``Result.suppressed`` so that a refused module never looks unexplaine
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from abicheck.errors import AbicheckError
+from abicheck.fingerprint import project_path
 from abicheck.model import Finding, Result
 from abicheck.settings import Settings, fails, module_ignores, rule_filter
 
@@ -38,10 +38,9 @@ def write_baseline(path: str, fingerprints: Sequence[str]) -> None:
 
 
 def relative(path: str, root: str) -> str:
-    """A module path relative to the project root (as GitHub wants URIs), if inside it."""
-    full = os.path.abspath(path)
-    rel = os.path.relpath(full, root)
-    return full if rel.startswith("..") else rel
+    """A module path relative to the project root (as GitHub wants URIs), if inside it;
+    the same mapping SARIF uses, so that baseline and code scanning agree."""
+    return project_path(path, root)
 
 
 def apply(

@@ -171,6 +171,17 @@ def explain(
             )
             entry["members"] = ", ".join(filter(None, [entry["members"], member.name]))
             entry["side"] = side
+    if module_view is None and len(options) > 1:
+        # offsets alone: several #if blocks have the same span; a build tree settles it
+        if build is not None:
+            differing = {k: v for k, v in options.items() if v["kernel"] != v["build_tree"]}
+            options = differing or options
+        if len(options) > 1:
+            listed = "; ".join(f"{o['option']} ({o['members']})" for o in options.values())
+            return (f"the {moved} bytes that moved match several #if blocks of the target's "
+                    f"module.h, one of which is off in the tree the module was built from: "
+                    f"{listed} (give --build-tree to tell which)",
+                    list(options.values()))
     text = "; ".join(
         f"{o['members']} exist only with {o['option']} ({o['kernel']} in the kernel"
         + (
@@ -213,22 +224,68 @@ def _resized(ctx: CheckContext, kernel: StructLayout, module_view: StructLayout)
 def _span_candidates(
     kernel: StructLayout, guards: dict[str, GuardedMember], moved: int
 ) -> list[Member]:
-    """Kernel members of one #if block before exit whose span equals the shift."""
-    if moved <= 0:
+    """Kernel members of #if blocks whose removal moves exit by ``moved`` bytes.
+
+    Each block is taken out and the members laid out again with C's alignment rules
+    (natural alignment, and the explicit alignment a gap in the real layout reveals), so
+    that blocks which share padding with a neighbour are weighed correctly.
+    """
+    if moved <= 0 or kernel.member("exit") is None:
         return []
-    members = list(kernel.members)
-    blocks: dict[str, list[int]] = {}
-    for i, m in enumerate(members):
+    blocks: dict[str, list[str]] = {}
+    for m in kernel.members:
         g = guards.get(m.name)
         if g and g.condition != "1":
-            blocks.setdefault(g.condition, []).append(i)
+            blocks.setdefault(g.condition, []).append(m.name)
+    target = kernel.member("exit").offset - moved
     found: list[Member] = []
-    for idx in blocks.values():
-        first, last = idx[0], idx[-1]
-        end = members[last + 1].offset if last + 1 < len(members) else kernel.size
-        if end - members[first].offset == moved:
-            found.extend(members[i] for i in idx)
+    for names in blocks.values():
+        if "exit" in names:
+            continue
+        if _relayout(kernel, set(names)).get("exit") == target:
+            found.extend(m for m in kernel.members if m.name in names)
     return found
+
+
+def _natural_alignment(m: Member) -> int:
+    t = m.type_name
+    if "*" in t:
+        return 8
+    if t.endswith("]"):
+        element = t[: t.index("[")].strip()
+        return _natural_alignment(Member("", 0, _scalar_size(element), element))
+    size = m.size or 8
+    if t.startswith(("struct ", "union ")):
+        return 8 if size >= 8 else 4
+    return min(8, 1 << (size.bit_length() - 1)) if size else 1
+
+
+def _scalar_size(t: str) -> int:
+    if "char" in t or t in ("bool", "u8", "s8", "__u8"):
+        return 1
+    if "short" in t or t in ("u16", "s16"):
+        return 2
+    if "long" in t or t in ("u64", "s64", "size_t"):
+        return 8
+    return 4
+
+
+def _relayout(kernel: StructLayout, removed: set[str]) -> dict[str, int]:
+    offsets: dict[str, int] = {}
+    cursor, prev_end = 0, 0
+    for m in kernel.members:
+        natural = _natural_alignment(m)
+        gap = m.offset - prev_end
+        align = natural
+        if gap >= natural and m.offset % 64 == 0:  # padding natural alignment can't explain
+            align = 64
+        prev_end = m.offset + (m.size or 0)
+        if m.name in removed:
+            continue
+        cursor = (cursor + align - 1) // align * align
+        offsets[m.name] = cursor
+        cursor += m.size or 0
+    return offsets
 
 
 # -- the checks ------------------------------------------------------------------------------

@@ -14,9 +14,15 @@ def get_reporter(name: str) -> Reporter:
         from abicheck.reporters.json import report
     elif name == "text":
         from abicheck.reporters.text import report
+    elif name == "sarif":
+        from abicheck.reporters.sarif import report_files as report
+    elif name == "junit":
+        from abicheck.reporters.junit import report
+    elif name == "github":
+        from abicheck.reporters.github import report
     else:
         raise KeyError(name)
     return report
 
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "junit", "github")

@@ -52,6 +52,7 @@ def report(
     color: bool = False,
     *,
     project_root: str | None = None,
+    **_: object,
 ) -> str:
     """Workflow commands, findings in the kernel's order per result (colour is ignored)."""
     out = [annotation(f, r, project_root) for r in results for f in r.findings]

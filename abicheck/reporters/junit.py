@@ -5,11 +5,13 @@ on it: every registered check runs on every readable pair (a check that does not
 simply finds nothing), so a clean pair is a suite of passing tests, never an empty file.
 An unreadable module ran no check: its suite holds the one failing IN001 testcase.
 
-A rule's findings at or above ``fail_on`` (default: errors) make its testcase fail, with
-one ``<failure>`` listing them all (the schemas CI tools follow allow one per testcase);
-lower ones are printed in the testcase's ``<system-out>``. Errors only by default, as
-with the exit code: warnings such as TN001 (out-of-tree taint) hold for every
-out-of-tree module and would leave every suite red. Nothing volatile (times, host
+A rule's findings at or above ``fail_on`` (``error``, ``warning`` or ``info``, as
+``--fail-on``; default ``error``) make its testcase fail, with one ``<failure>`` listing
+them all (the schemas CI tools follow allow one per testcase); lower ones are printed in
+the testcase's ``<system-out>``. Errors only by default, as with the exit code: warnings
+such as TN001 (out-of-tree taint) hold for every out-of-tree module and would leave
+every suite red. A rule whose findings were all hidden (``--ignore``, per-module
+ignores, the baseline) is ``<skipped>``, not passed. Nothing volatile (times, host
 names, the tool's version) is written, so two runs give the same bytes.
 """
 
@@ -55,6 +57,7 @@ def _rule_ids(result: Result) -> list[str]:
     ids = set(checks.load_all())
     # a finding from a rule outside the registry still needs its testcase
     ids.update(f.rule for f in result.findings)
+    ids.update(result.suppressed)
     return sorted(ids)
 
 
@@ -80,7 +83,8 @@ def _suite(
         values.append(("target_source", source))
     for key, value in values:
         ET.SubElement(props, "property", name=key, value=_clean(value))
-    tests = failures = 0
+    hidden = list(result.suppressed)
+    tests = failures = skipped = 0
     for rule_id in _rule_ids(result):
         tests += 1
         try:
@@ -90,6 +94,15 @@ def _suite(
         case = ET.SubElement(suite, "testcase", name=title, classname=name)
         found = by_rule.get(rule_id, [])
         failing = [f for f in found if f.severity.rank <= fail_on.rank]
+        if not failing and rule_id in hidden:
+            skipped += 1
+            n = hidden.count(rule_id)
+            ET.SubElement(
+                case,
+                "skipped",
+                message=f"{n} finding{'s' if n > 1 else ''} not reported "
+                "(--ignore, per-module ignores or the baseline)",
+            )
         if failing:
             failures += 1
             first = failing[0]
@@ -109,9 +122,7 @@ def _suite(
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
-    suite.set("skipped", "0")
-    # attribute order as the JUnit schemas list them: name first, then the counts
-    suite.attrib = {k: suite.attrib[k] for k in ("name", "tests", "failures", "errors", "skipped")}
+    suite.set("skipped", str(skipped))
     return suite
 
 
@@ -119,19 +130,22 @@ def document(
     results: Sequence[Result],
     targets: Sequence[KernelTarget],
     project_root: str | None = None,
-    fail_on: Severity = Severity.ERROR,
+    fail_on: Severity | str | None = Severity.ERROR,
 ) -> ET.Element:
+    threshold = Severity(fail_on or Severity.ERROR)
     by_id = {t.id: t for t in targets}
     root = ET.Element("testsuites", name="abicheck")
-    tests = failures = 0
+    tests = failures = skipped = 0
     for r in results:
-        suite = _suite(r, by_id.get(r.target), project_root, fail_on)
+        suite = _suite(r, by_id.get(r.target), project_root, threshold)
         root.append(suite)
         tests += int(suite.get("tests", "0"))
         failures += int(suite.get("failures", "0"))
+        skipped += int(suite.get("skipped", "0"))
     root.set("tests", str(tests))
     root.set("failures", str(failures))
     root.set("errors", "0")
+    root.set("skipped", str(skipped))
     return root
 
 
@@ -141,7 +155,8 @@ def report(
     color: bool = False,
     *,
     project_root: str | None = None,
-    fail_on: Severity = Severity.ERROR,
+    fail_on: Severity | str | None = Severity.ERROR,
+    **_: object,
 ) -> str:
     """The JUnit XML document (colour is ignored)."""
     root = document(results, targets, project_root, fail_on)

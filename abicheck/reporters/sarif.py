@@ -6,11 +6,11 @@ independently. What GitHub accepts, from "SARIF support for code scanning"
 (https://docs.github.com/en/code-security/code-scanning/integrating-with-code-scanning/sarif-support-for-code-scanning)
 and "SARIF results exceed one or more limits"
 (https://docs.github.com/en/code-security/code-scanning/troubleshooting-sarif-uploads/results-exceed-limit),
-both read in June 2026:
+both read in 2026:
 
 - at most 20 runs per file, 25 000 results per run (only the top 5 000 are shown,
   by severity), 25 000 rules per run, 10 MB per gzip-compressed file;
-- since June 2025 a file may not hold two runs of one tool with the same category
+- since mid-2025 a file may not hold two runs of one tool with the same category
   (https://github.blog/changelog/2024-05-06-code-scanning-will-stop-combining-runs-from-a-single-upload/);
 - only ``partialFingerprints.primaryLocationLineHash`` is used to match alerts across
   uploads. ``upload-sarif`` computes it from the file's text when it is absent, which for
@@ -25,13 +25,12 @@ is what GitHub matches against its checkout; paths outside the root stay absolut
 (``file://`` URIs): GitHub lists such alerts without a file to show them in.
 
 The fingerprint helpers here (:func:`fingerprint`, :func:`occurrence_fingerprints`,
-:func:`project_path`, :func:`location`) are shared by the junit and github reporters and
-by ``--baseline``.
+:func:`project_path`, :func:`location`) are shared by the junit and github reporters; a
+baseline must use the same ones, or its fingerprints will not match the SARIF ones.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,6 +40,13 @@ from typing import Any
 from urllib.parse import quote
 
 from abicheck import __version__, ruledata
+from abicheck.fingerprint import (  # noqa: F401  (re-exported)
+    FINGERPRINT_VERSION,
+    IDENTITY,
+    fingerprint,
+    identity,
+    project_path,
+)
 from abicheck.model import Finding, KernelTarget, Result, Severity
 from abicheck.ruledoc import rule_as_text
 
@@ -78,39 +84,6 @@ _PROBLEM_SEVERITY = {
 # The source line is not part of it either: an alert must follow its code when lines move.
 # Changing any of this reopens every alert: bump the version string instead.
 
-FINGERPRINT_VERSION = "abicheck/v1"
-
-IDENTITY: Mapping[str, tuple[str, ...]] = {
-    "input": ("param",),  # PA001-PA003; IN001/IN002 occur once per pair
-    "config": ("option",),
-    "elf": ("check", "section"),  # EL002 per kernel check, EL006 per section
-    "signature": (),
-    "vermagic": (),
-    "modversions": ("symbol",),
-    "symbol": ("symbol",),
-    "dependency": ("symbol", "owner"),  # DP001 per in-tree owner, DP002/DP003 per symbol
-    "gpl": ("symbol",),
-    "namespace": ("symbol", "namespace"),
-    "relocation": ("section", "target", "r_type", "symbol", "where"),
-    "layout": ("struct",),
-    "license": (),
-    "compression": ("compression",),
-    "taint": ("option",),
-}
-
-
-def identity(finding: Finding) -> dict[str, Any]:
-    """The evidence that names which problem a finding is (see the recipe above)."""
-    keys = IDENTITY.get(finding.category, ())
-    return {k: finding.evidence[k] for k in keys if k in finding.evidence}
-
-
-def fingerprint(finding: Finding, module_rel: str, target_release: str) -> str:
-    """A finding's stable identity across runs, machines and checkouts (recipe above)."""
-    payload = [FINGERPRINT_VERSION, finding.rule, module_rel, target_release, identity(finding)]
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
 
 def occurrence_fingerprints(
     findings: Sequence[Finding], module_rel: str, target_release: str
@@ -127,34 +100,6 @@ def occurrence_fingerprints(
         seen[fp] = seen.get(fp, 0) + 1
         out.append(f"{fp}:{seen[fp]}")
     return out
-
-
-# --- paths ----------------------------------------------------------------------------
-
-
-def _inside(path: str, root: str) -> str | None:
-    if path == root:
-        return "."
-    if path.startswith(root.rstrip("/") + "/"):
-        return os.path.relpath(path, root)
-    return None
-
-
-def project_path(path: str, project_root: str | None = None) -> str:
-    """``path`` relative to the project root with ``/`` separators, or absolute if outside.
-
-    Relative inputs are relative to the current directory, as the command line gave them.
-    Symbolic links are resolved first (GitHub cannot show a result reported through a
-    link); if that leads out of the root while the path as written is inside, the
-    written path wins, so a build directory linked from elsewhere still maps into the repo.
-    """
-    root = os.path.abspath(project_root if project_root is not None else os.getcwd())
-    written = os.path.abspath(path)
-    for candidate, base in ((os.path.realpath(written), os.path.realpath(root)), (written, root)):
-        rel = _inside(candidate, base)
-        if rel is not None:
-            return PurePosixPath(*rel.split(os.sep)).as_posix()
-    return PurePosixPath(written).as_posix()
 
 
 def location(
@@ -349,7 +294,7 @@ def _run(
             "id": automation_id,
             "description": {"text": f"abicheck: kernel modules checked against {release}"},
         },
-        "originalUriBaseIds": {SRCROOT: {"uri": PurePosixPath(root).as_uri() + "/"}},
+        "originalUriBaseIds": {SRCROOT: {"uri": PurePosixPath(root).as_uri().rstrip("/") + "/"}},
         "results": out,
         "properties": properties,
     }
@@ -423,6 +368,7 @@ def report(
     *,
     project_root: str | None = None,
     category: str = "abicheck",
+    **_: object,
 ) -> str:
     """One SARIF log with a run per target (standard output; colour is ignored).
 
@@ -430,3 +376,23 @@ def report(
     takes in one upload: write :func:`documents` to several files instead.
     """
     return dumps(_log(runs(results, targets, project_root, category=category)))
+
+
+def report_files(
+    results: Sequence[Result],
+    targets: Sequence[KernelTarget],
+    color: bool = False,
+    *,
+    project_root: str | None = None,
+    max_runs: int = MAX_RUNS_PER_FILE,
+    category: str = "abicheck",
+    **_: object,
+) -> list[tuple[str, str]]:
+    """:func:`documents` as (file-name suffix, text) pairs: ``""``, ``"-2"``, ``"-3"`` ...,
+    for ``-o NAME.sarif`` to become ``NAME.sarif``, ``NAME-2.sarif`` ...
+
+    Upload each file in its own ``upload-sarif`` step: given a directory, the action
+    merges the files into one upload, which GitHub again limits to 20 runs.
+    """
+    docs = documents(results, targets, project_root, max_runs, category=category)
+    return [("" if i == 0 else f"-{i + 1}", dumps(doc)) for i, doc in enumerate(docs)]
