@@ -54,7 +54,7 @@ def test_the_seed_case_on_debian_6_12():
     assert ev["options"][0]["kernel"] == "y" and ev["options"][0]["build_tree"] == "n"
     assert ev["options"][0]["members"] == (
         "btf_data_size, btf_base_data_size, btf_data, btf_base_data")
-    assert ly["kernel_says"] == ("x86/modules: Invalid relocation target, existing value is "
+    assert ly["kernel_says"] == ("module: x86/modules: Invalid relocation target, existing value is "
                                  "nonzero for type 1")
     assert ly["errno"] == "ENOEXEC"
     # the module passes every other gate: same vermagic, same CRCs
@@ -83,7 +83,8 @@ def test_stripped_module_explained_from_the_offsets_alone():
     assert "CONFIG_TRACEPOINTS" in [o["option"] for o in ev["options"]]
     assert "give --build-tree to tell which" in ev["explanation"]
     assert finding(r, "LY002")["kernel_says"] == (
-        "x86/modules: Skipping invalid relocation target, existing value is nonzero for type 1")
+        "module: x86/modules: Skipping invalid relocation target, existing value is nonzero for "
+        "type 1")
 
 
 def test_embedded_struct_growth_and_other_structs():

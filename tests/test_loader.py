@@ -160,7 +160,7 @@ def test_zero_extended_32_bit_relocation_overflows(testdata):
     assert f["evidence"]["section"] == ".init.text"
     assert f["evidence"]["type_name"] == "R_X86_64_32"
     assert f["kernel_says"].splitlines()[1] == (
-        "`mcmodel_small' likely not compiled with -mcmodel=kernel"
+        "module: `mcmodel_small' likely not compiled with -mcmodel=kernel"
     )
     # the Kbuild-built twin has only R_X86_64_32S and PC-relative types
     assert "RL002" not in rules_of(one(testdata, "hello.ko"))
