@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from abicheck import checks, ruledata
 from abicheck.context import CheckContext, RunContext
@@ -55,6 +56,8 @@ def check_module(
         # without module support the syscall fails before the loader reads the file
         findings = [f for f in findings if f.rule == "CF001"]
     verdict, taints = verdict_of(findings)
+    if module.types is not None:
+        findings = [_with_source(module, f) for f in findings]
     return Result(
         module.path,
         target.id,
@@ -64,6 +67,21 @@ def check_module(
         tuple(findings),
         run.assumptions.describe(target),
     )
+
+
+def _with_source(module: Module, f: Finding) -> Finding:
+    """The C source line a finding is about, from the module's DWARF, for SARIF and
+    annotations: the declaration of the symbol, or the module_init/module_exit line."""
+    name = f.evidence.get("symbol")
+    if f.rule == "LY002":
+        moved_exit = f.evidence.get("module_exit") != f.evidence.get("kernel_exit")
+        name = "cleanup_module" if moved_exit else "init_module"
+    if not isinstance(name, str) or module.types is None:
+        return f
+    where = module.types.decl_line(name)
+    if where is None:
+        return f
+    return replace(f, evidence={**f.evidence, "source": {"file": where[0], "line": where[1]}})
 
 
 def unreadable_result(error: ModuleReadError, target: KernelTarget) -> Result:

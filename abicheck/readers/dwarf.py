@@ -9,13 +9,15 @@ pyelftools parses the DIEs; two things around it are our own, for speed:
 
 * Relocations. A module is ET_REL: its ``.debug_info`` holds zeros where string and
   section offsets go, and ``.rela.debug_info`` fills them in. pyelftools applies them one
-  construct-parsed entry at a time (0.9 s of a 1.1 s read of a 130 kB .debug_info);
-  applying them here with ``struct`` takes a few milliseconds, and only to the sections
-  actually read. A linked vmlinux (ET_EXEC) is never relocated: Debian's keeps 11 million
-  ``.rela.debug_*`` entries from ``--emit-relocs`` whose values are already in place.
+  construct-parsed entry at a time (0.9 s of the 1.1 s it takes to read dummy.ko's 130 kB
+  .debug_info); applying them here with ``struct`` takes milliseconds, and only to the
+  sections actually read. A linked vmlinux (ET_EXEC) is never relocated: Debian's keeps
+  11 million ``.rela.debug_info`` entries from ``--emit-relocs`` whose values are
+  already in place.
 * Section access. ``ELFFile.get_dwarf_info()`` copies every debug section into memory
-  (hundreds of MB for a vmlinux); here pyelftools reads through a window on the mapped
-  file instead, so only the pages the walk touches are read.
+  (0.7 s and 350 MB for Debian's vmlinux); here pyelftools reads through a window on the
+  mapped file instead, so only the pages the walk touches are read. SHF_COMPRESSED
+  sections (CONFIG_DEBUG_INFO_COMPRESSED) are decompressed on first read.
 
 Output has the shape of :mod:`abicheck.readers.btf`: the same C type names (``unsigned
 int``, ``struct list_head``, ``char[56]``, ``void (*)(void)``, ``union {...}``), bitfields
@@ -35,18 +37,20 @@ import mmap
 import os
 import posixpath
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.construct import ConstructError
-from elftools.dwarf.die import DIE
+from elftools.dwarf.compileunit import CompileUnit
+from elftools.dwarf.die import DIE, AttributeValue
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
 from abicheck.errors import ModuleReadError
-from abicheck.model import Member, StructLayout
-from abicheck.readers.compressed import decompress, read_module_bytes, sniff
+from abicheck.model import Member, Section, StructLayout
+from abicheck.readers.compressed import DEFAULT_LIMIT, decompress, read_module_bytes, sniff
 from abicheck.readers.elf import (
     ELFMAG,
     ET_REL,
@@ -107,6 +111,9 @@ _RELOCATIONS: dict[int, dict[int, tuple[int, bool]]] = {
     258: {1: (4, False), 2: (8, False)},  # LoongArch
 }
 _R_NONE = 0
+SHF_COMPRESSED = 0x800
+ELFCOMPRESS_ZLIB = 1
+ELFCOMPRESS_ZSTD = 2
 # (big endian, little endian)
 _WORD4 = (struct.Struct(">I"), struct.Struct("<I"))
 _WORD8 = (struct.Struct(">Q"), struct.Struct("<Q"))
@@ -209,7 +216,7 @@ class _Elf:
         self.header = header
         self.little_endian = header.ei_data == 1
 
-    def section(self, name: str):  # -> Section | None
+    def section(self, name: str) -> Section | None:
         for sec in self.image.sections:
             if sec.name == name and sec.sh_type != SHT_NOBITS:
                 return sec
@@ -222,6 +229,10 @@ class _Elf:
             if sec is not None and not self.image.readable(sec):
                 raise DwarfError(f"{self.name}: {name} lies beyond the end of the file: truncated")
             descriptors[name] = None if sec is None else self._descriptor(sec)
+        if self.header.e_type == ET_REL:
+            # relocate .debug_info now: a bad relocation then ends in our DwarfError,
+            # not in one pyelftools wraps while reading through the stream
+            descriptors[".debug_info"].stream.read(0)
         config = DwarfConfig(
             little_endian=self.little_endian,
             default_address_size=8 if self.header.ei_class == 2 else 4,
@@ -250,21 +261,66 @@ class _Elf:
             debug_types_sec=None,
         )
 
-    def _descriptor(self, sec) -> DebugSectionDescriptor:
+    def _descriptor(self, sec: Section) -> DebugSectionDescriptor:
+        size = self._compressed_header(sec)[1] if sec.sh_flags & SHF_COMPRESSED else sec.sh_size
         if self.header.e_type == ET_REL:
-            stream = _LazySection(sec.sh_size, lambda: self._relocated(sec))
+            stream = _LazySection(size, lambda: self._relocated(sec))
+        elif sec.sh_flags & SHF_COMPRESSED:
+            stream = _LazySection(size, lambda: self._contents(sec))
         else:
-            stream = _LazySection(sec.sh_size, lambda: (self.data, sec.sh_offset))
-        return DebugSectionDescriptor(stream, sec.name, sec.sh_offset, sec.sh_size, sec.sh_addr)
+            stream = _LazySection(size, lambda: (self.data, sec.sh_offset))
+        return DebugSectionDescriptor(stream, sec.name, sec.sh_offset, size, sec.sh_addr)
 
-    def _relocated(self, sec) -> bytes:
-        out = bytearray(self.image.data(sec))
+    def _contents(self, sec: Section) -> bytes:
+        """The section's bytes, decompressed when SHF_COMPRESSED (a kernel built with
+        CONFIG_DEBUG_INFO_COMPRESSED, or objcopy --compress-debug-sections)."""
+        data = self.image.data(sec)
+        if not sec.sh_flags & SHF_COMPRESSED:
+            return data
+        ch_type, ch_size, header_size = self._compressed_header(sec)
+        packed = data[header_size:]
+        if ch_type == ELFCOMPRESS_ZLIB:
+            inflate = zlib.decompressobj()
+            try:
+                out = inflate.decompress(packed, ch_size + 1)
+            except zlib.error as e:
+                raise DwarfError(f"{self.name}: {sec.name}: corrupt zlib data: {e}") from None
+        elif ch_type == ELFCOMPRESS_ZSTD:
+            try:
+                out = decompress(self.name, packed, "zstd", ch_size + 1)
+            except ModuleReadError as e:
+                raise DwarfError(f"{e.path}: {sec.name}: {e.problem}") from None
+        else:
+            raise DwarfError(f"{self.name}: {sec.name}: unknown compression type {ch_type}")
+        if len(out) != ch_size:
+            raise DwarfError(
+                f"{self.name}: {sec.name}: decompresses to {len(out)} bytes, "
+                f"its header says {ch_size}: corrupt or truncated"
+            )
+        return out
+
+    def _compressed_header(self, sec: Section) -> tuple[int, int, int]:
+        """(ch_type, ch_size, header size) of an Elf32_Chdr / Elf64_Chdr."""
+        endian = "<" if self.little_endian else ">"
+        fmt = endian + ("IIQQ" if self.header.ei_class == 2 else "III")
+        size = min(sec.sh_size, struct.calcsize(fmt))
+        data = self.data[sec.sh_offset : sec.sh_offset + size] if self.image.readable(sec) else b""
+        if len(data) < struct.calcsize(fmt):
+            raise DwarfError(f"{self.name}: {sec.name}: compressed, but too short for its header")
+        fields = struct.unpack_from(fmt, data)
+        ch_size = fields[2] if self.header.ei_class == 2 else fields[1]
+        if ch_size > DEFAULT_LIMIT:
+            raise DwarfError(f"{self.name}: {sec.name}: claims {ch_size} bytes uncompressed")
+        return fields[0], ch_size, struct.calcsize(fmt)
+
+    def _relocated(self, sec: Section) -> bytes:
+        out = bytearray(self._contents(sec))
         for rel in self.image.sections:
             if rel.sh_type in (SHT_RELA, SHT_REL) and rel.sh_info == sec.index:
                 self._apply(out, sec.name, rel)
         return bytes(out)
 
-    def _apply(self, out: bytearray, target: str, rel) -> None:
+    def _apply(self, out: bytearray, target: str, rel: Section) -> None:
         """Write S + A (minus P for PC-relative types) at each r_offset, as the linker
         would; P is the offset in the section since a module's sections sit at 0.
 
@@ -299,7 +355,7 @@ class _Elf:
             value = values[r_sym] + r_addend - (r_offset if pc_relative else 0)
             word.pack_into(out, r_offset, value & mask)
 
-    def _recipe(self, rel, r_type: int) -> tuple[int, bool]:
+    def _recipe(self, rel: Section, r_type: int) -> tuple[int, bool]:
         recipe = _RELOCATIONS.get(self.header.e_machine, {}).get(r_type)
         if recipe is None:
             raise DwarfError(
@@ -308,7 +364,7 @@ class _Elf:
             )
         return recipe
 
-    def _rows(self, rel) -> Iterator[tuple[int, int, int | None]]:
+    def _rows(self, rel: Section) -> Iterator[tuple[int, int, int | None]]:
         """(r_offset, r_info, r_addend or None for SHT_REL) of every entry."""
         endian, is64 = "<" if self.little_endian else ">", self.header.ei_class == 2
         rela = rel.sh_type == SHT_RELA
@@ -320,7 +376,7 @@ class _Elf:
         rows = struct.iter_unpack(fmt, raw[: len(raw) // size * size])
         return rows if rela else ((r_offset, r_info, None) for r_offset, r_info in rows)
 
-    def _symbol_values(self, symtab) -> list[int]:
+    def _symbol_values(self, symtab: Section) -> list[int]:
         """st_value of every symbol, by index (S of a relocation)."""
         endian, is64 = "<" if self.little_endian else ">", self.header.ei_class == 2
         fmt = endian + ("IBBHQQ" if is64 else "IIIBBH")
@@ -348,15 +404,27 @@ def _guard(name: str, doing: str) -> Iterator[None]:
     """Turn whatever pyelftools raises on bad bytes into one DwarfError line."""
     try:
         yield
-    except DwarfError:
-        raise
+    except DwarfError as e:
+        if str(e).startswith(f"{name}: "):
+            raise
+        raise DwarfError(f"{name}: {e}") from None  # raised below, which knows no file
     except _PARSE_ERRORS as e:
-        problem = str(e) or type(e).__name__
-        if len(problem) > 200:
-            problem = problem[:200] + "..."
         raise DwarfError(
-            f"{name}: corrupt or truncated DWARF while {doing}: {type(e).__name__}: {problem}"
+            f"{name}: corrupt or truncated DWARF while {doing}: {_describe(e)}"
         ) from None
+
+
+def _describe(e: Exception) -> str:
+    """pyelftools' exception in words; the two commonest say little by themselves."""
+    if isinstance(e, KeyError) and e.args and isinstance(e.args[0], int):
+        # AbbrevTable.get_abbrev(): a DIE whose abbreviation code the table lacks
+        return f"a DIE uses abbreviation code {e.args[0]}, which its unit does not define"
+    text = str(e)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    if isinstance(e, AssertionError):
+        return f"pyelftools' consistency check failed ({text or 'no detail'})"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 # -- DIE helpers -------------------------------------------------------------------------
@@ -382,7 +450,7 @@ def _children(die: DIE) -> Iterator[DIE]:
         pos = _next_sibling(child, end)
 
 
-def _die_at(cu, pos: int, end: int) -> DIE:
+def _die_at(cu: CompileUnit, pos: int, end: int) -> DIE:
     if pos >= end:
         raise DwarfError(
             f"DIEs run past the end of the compilation unit at {cu.cu_offset:#x}: truncated"
@@ -432,7 +500,7 @@ def _holder(die: DIE, attr: str) -> DIE | None:
     return None
 
 
-def _inherited(die: DIE, attr: str):  # -> AttributeValue | None
+def _inherited(die: DIE, attr: str) -> AttributeValue | None:
     holder = _holder(die, attr)
     return None if holder is None else holder.attributes[attr]
 
@@ -510,7 +578,7 @@ def _member_location(die: DIE) -> int:
     raise DwarfError(f"DIE {die.offset:#x}: unsupported DW_AT_data_member_location {value!r}")
 
 
-def _signed(attr) -> int:
+def _signed(attr: AttributeValue) -> int:
     """A constant that may be negative although stored in an unsigned data form
     (DW_AT_bit_offset of DWARF 2/3)."""
     value = attr.value
@@ -520,7 +588,7 @@ def _signed(attr) -> int:
     return value
 
 
-def _upper_bound(attr) -> int:
+def _upper_bound(attr: AttributeValue) -> int:
     # GCC writes x[0] as DW_AT_count 0; older GCCs wrote an upper bound of -1, in a
     # 4- or 8-byte form. A 1- or 2-byte form holds a real bound: 255 is x[256].
     bits = _DATA_BITS.get(attr.form, 0)
@@ -734,26 +802,29 @@ class _Types:
         return Member(name, offset, size, type_name, bit_offset - offset * 8, bit_size.value)
 
 
-def _units(dwarf: DWARFInfo, name: str) -> Iterator:
+def _units(dwarf: DWARFInfo, name: str) -> Iterator[CompileUnit]:
     """Compilation units in order, each checked to lie inside .debug_info."""
-    section_size = dwarf.debug_info_sec.size
     for cu in dwarf.iter_CUs():
-        version = cu["version"]
-        if not 2 <= version <= 5:
-            raise DwarfError(
-                f"{name}: compilation unit at {cu.cu_offset:#x}: DWARF version {version} "
-                "(corrupt, or not DWARF 2 to 5)"
-            )
-        if cu.cu_offset + cu.size > section_size:
-            raise DwarfError(
-                f"{name}: compilation unit at {cu.cu_offset:#x} claims {cu.size} bytes, "
-                f"past the end of .debug_info ({section_size} bytes): truncated"
-            )
-        if cu["address_size"] not in (4, 8):
-            raise DwarfError(
-                f"{name}: compilation unit at {cu.cu_offset:#x}: address size {cu['address_size']}"
-            )
+        _check_unit(cu, dwarf.debug_info_sec.size, name)
         yield cu
+
+
+def _check_unit(cu: CompileUnit, section_size: int, name: str) -> None:
+    version = cu["version"]
+    if not 2 <= version <= 5:
+        raise DwarfError(
+            f"{name}: compilation unit at {cu.cu_offset:#x}: DWARF version {version} "
+            "(corrupt, or not DWARF 2 to 5)"
+        )
+    if cu.cu_offset + cu.size > section_size:
+        raise DwarfError(
+            f"{name}: compilation unit at {cu.cu_offset:#x} claims {cu.size} bytes, "
+            f"past the end of .debug_info ({section_size} bytes): truncated"
+        )
+    if cu["address_size"] not in (4, 8):
+        raise DwarfError(
+            f"{name}: compilation unit at {cu.cu_offset:#x}: address size {cu['address_size']}"
+        )
 
 
 # -- modules -----------------------------------------------------------------------------
@@ -763,9 +834,11 @@ class ModuleTypes:
     """A module's DWARF: ``struct module`` of ``__this_module``, the structs the module
     defines and uses, and where its symbols are declared.
 
-    Build it with :func:`module_types`. Nothing is parsed until asked; the first question
-    that needs the whole picture walks every DIE once (a small module: a few thousand
-    DIEs, well under a second). After a :class:`DwarfError` every question raises it.
+    Build it with :func:`module_types`. Nothing is parsed until asked. struct_module()
+    reads only the ``*.mod.c`` unit's top level (20-50 ms); the other questions walk every
+    DIE once (pyelftools parses about 60 000 DIEs a second: 0.1 s for a one-file module,
+    2 s for fat.ko, 20 s for ext4.ko). After a :class:`DwarfError` every question raises
+    it.
     """
 
     def __init__(self, elf: _Elf, path: str) -> None:
@@ -776,7 +849,6 @@ class ModuleTypes:
         self._types = _Types(self.source)
         self._error: DwarfError | None = None
         self._index: _Index | None = None
-        self._this_module: DIE | None = None
 
     # -- public -------------------------------------------------------------------
 
@@ -788,7 +860,7 @@ class ModuleTypes:
                 return None
             struct_die = self._types.resolve(_type_inherited(variable))
             if struct_die is None or not _is_complete_struct(struct_die):
-                raise DwarfError(f"{self.path}: __this_module's type is not a complete struct")
+                raise DwarfError("__this_module's type is not a complete struct")
             return self._types.layout(struct_die, flatten)
 
     def structs(self, flatten: bool = False) -> dict[str, StructLayout]:
@@ -842,11 +914,9 @@ class ModuleTypes:
             with _guard(self.path, doing):
                 yield
         except DwarfError as e:
-            if not str(e).startswith(self.path):
-                e = DwarfError(f"{self.path}: {e}")
             # pyelftools' caches may hold half a parse: later answers would be partial
             self._error = e
-            raise e from None
+            raise
 
     def _dwarf_info(self) -> DWARFInfo:
         if self._dwarf is None:
@@ -909,7 +979,7 @@ def _type_inherited(die: DIE) -> DIE | None:
     return None
 
 
-def _file_name(dwarf: DWARFInfo, cu, number: int) -> str | None:
+def _file_name(dwarf: DWARFInfo, cu: CompileUnit, number: int) -> str | None:
     """Path of file ``number`` of the CU's line table (0-based in DWARF 5, 1-based
     before, where directory 0 is the CU's DW_AT_comp_dir)."""
     program = dwarf.line_program_for_CU(cu)
@@ -964,7 +1034,7 @@ class _Index:
             index._walk(cu)
         return index
 
-    def _walk(self, cu) -> None:
+    def _walk(self, cu: CompileUnit) -> None:
         # iter_DIEs() reads forward from the unit's first DIE to its end and nothing
         # else, so it ends on any input; the stack of open DIEs is kept here.
         stack: list[tuple[DIE, bool]] = []  # (DIE, inside a defined function)
@@ -1108,9 +1178,11 @@ def vmlinux_struct(path: str, name: str = "module", flatten: bool = False) -> St
     Walks only what it must: compilation units in order, and in each only the top-level
     DIEs (DW_AT_sibling skips the bodies of functions and types), stopping at the first
     complete definition, as pahole does. In Debian 6.1 ``struct module`` is defined in
-    the second CU (arch/x86/kernel/head64.c); every CU shares the headers and the
-    .config, so each definition is the same (the kernel's BTF, deduplicated from all CUs,
-    holds exactly one). ``name``: "module", "struct module" or "union NAME".
+    the second CU (arch/x86/kernel/head64.c): about 20 ms. Every CU shares the headers
+    and the .config, so each definition is the same (the kernel's BTF, deduplicated from
+    all CUs, holds exactly one). A name the DWARF has nowhere fails at once; one that
+    only some late CU defines costs up to a walk of every CU's top level (minutes).
+    ``name``: "module", "struct module" or "union NAME".
     """
     tags, bare = _split_struct_name(name)
     try:
@@ -1118,14 +1190,14 @@ def vmlinux_struct(path: str, name: str = "module", flatten: bool = False) -> St
             if data[:4] != ELFMAG:
                 raise DwarfError(f"{path}: not an ELF file")
             elf = _Elf(data, path)
-            if elf.section(".debug_info") is None:
-                raise DwarfError(f"{path}: no .debug_info (not a debug vmlinux?)")
-            types = _Types(f"dwarf:{path}")
-            with _guard(path, f"looking for {name}"):
-                for cu in _units(elf.dwarf_info(), path):
-                    for die in _children(cu.get_top_DIE()):
-                        if die.tag in tags and _is_complete_struct(die) and _own_name(die) == bare:
-                            return types.layout(die, flatten)
+            info = elf.section(".debug_info")
+            if info is None or not elf.image.readable(info):
+                raise DwarfError(f"{path}: no readable .debug_info (not a debug vmlinux?)")
+            if _mentions(elf, info, bare):
+                with _guard(path, f"looking for {name}"):
+                    found = _first_definition(elf, info, tags, bare, flatten)
+                if found is not None:
+                    return found
     except OSError as e:
         raise DwarfError(f"{path}: cannot read: {e.strerror or e}") from None
     except ValueError as e:
@@ -1133,3 +1205,57 @@ def vmlinux_struct(path: str, name: str = "module", flatten: bool = False) -> St
             raise
         raise DwarfError(f"{path}: cannot read: {e}") from None  # mmap of an empty file
     raise DwarfError(f"{path}: no complete definition of {name} in its DWARF")
+
+
+def _mentions(elf: _Elf, info: Section, name: str) -> bool:
+    """Whether any DIE can be named ``name``: a name is a string of .debug_str (through
+    DW_FORM_strp or strx) or sits in .debug_info itself (DW_FORM_string)."""
+    needle = name.encode() + b"\0"
+    for sec in (elf.section(".debug_str"), info):
+        if (
+            sec is not None
+            and elf.data.find(needle, sec.sh_offset, sec.sh_offset + sec.sh_size) >= 0
+        ):
+            return True
+    return False
+
+
+def _first_definition(
+    elf: _Elf, info: Section, tags: frozenset[str], name: str, flatten: bool
+) -> StructLayout | None:
+    types = _Types(f"dwarf:{elf.name}")
+    for offset in _unit_offsets(elf, info):
+        # a fresh DWARFInfo per unit: pyelftools caches every unit and DIE it parsed,
+        # which for all 2 350 units of a vmlinux is 4 GB
+        cu = elf.dwarf_info().get_CU_at(offset)
+        _check_unit(cu, info.sh_size, elf.name)
+        for die in _children(cu.get_top_DIE()):
+            if die.tag in tags and _is_complete_struct(die) and _own_name(die) == name:
+                return types.layout(die, flatten)
+    return None
+
+
+def _unit_offsets(elf: _Elf, info: Section) -> Iterator[int]:
+    """Offsets of the unit headers in .debug_info, from their unit_length fields alone
+    (a generator: the search usually stops in the second of 2 350 units)."""
+    endian = "<" if elf.little_endian else ">"
+    at = 0
+    while at < info.sh_size:
+        start = at
+        if at + 4 > info.sh_size:
+            raise DwarfError(f"unit header at {at:#x} is cut short: truncated")
+        length = struct.unpack_from(endian + "I", elf.data, info.sh_offset + at)[0]
+        if length == 0xFFFFFFFF:  # 64-bit DWARF
+            if at + 12 > info.sh_size:
+                raise DwarfError(f"unit header at {at:#x} is cut short: truncated")
+            at += 12 + struct.unpack_from(endian + "Q", elf.data, info.sh_offset + at + 4)[0]
+        elif length >= 0xFFFFFFF0:
+            raise DwarfError(f"unit at {at:#x}: reserved unit_length {length:#x}")
+        else:
+            at += 4 + length
+        if at > info.sh_size:
+            raise DwarfError(
+                f"unit at {start:#x} runs past the end of .debug_info "
+                f"({info.sh_size} bytes): truncated"
+            )
+        yield start

@@ -404,6 +404,19 @@ class ModuleDwarf:
     def struct_module(self) -> StructLayout | None:
         return self.struct("module")
 
+    def decl_line(self, name: str) -> tuple[str, int] | None:
+        """Where the module's source declares a function, variable or type."""
+        types = self._load()
+        if types is None:
+            return None
+        from abicheck.readers.dwarf import DwarfError
+
+        try:
+            return types.decl_line(name)
+        except (DwarfError, ValueError) as e:
+            self.error = str(e)
+            return None
+
     def used_structs(self) -> dict[str, StructLayout]:
         """The complete structs the module defines and uses, by "struct NAME"."""
         types = self._load()
