@@ -56,7 +56,7 @@ def apply(
     for r in results:
         per_module = rule_filter(["ALL"], module_ignores(settings, r.module))
         keep, hidden = [], list(r.suppressed)
-        rel = relative(r.module, settings.root)
+        rel = relative(r.module, settings.root) if baseline is not None else ""
         for f in r.findings:
             if (f.rule != "IN001" and not (selected(f.rule) and per_module(f.rule))) or (
                 baseline is not None and fingerprint(f, rel, r.kernel) in baseline

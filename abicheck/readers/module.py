@@ -6,6 +6,7 @@ sections the loader checks need are read.
 
 from __future__ import annotations
 
+import re
 import struct
 
 from abicheck.errors import ModuleReadError
@@ -354,18 +355,11 @@ def _this_module(
     )
 
 
+_NONZERO = re.compile(rb"[^\x00]+")
+
+
 def _nonzero_ranges(data: bytes) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    start = None
-    for i, b in enumerate(data):
-        if b and start is None:
-            start = i
-        elif not b and start is not None:
-            out.append((start, i))
-            start = None
-    if start is not None:
-        out.append((start, len(data)))
-    return tuple(out)
+    return tuple(m.span() for m in _NONZERO.finditer(data))
 
 
 class ModuleDwarf:
