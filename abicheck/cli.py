@@ -148,6 +148,27 @@ def main() -> None:
     """
 
 
+def kernel_artefacts(f):
+    """--vmlinux and --modules-dir: artefacts of the --kernel given before them."""
+    f = click.option(
+        "--modules-dir",
+        "modules_dirs",
+        multiple=True,
+        metavar="DIR",
+        help="The installed modules (lib/modules/RELEASE) of the --kernel before "
+        "it: struct module's size and offsets, from the kernel's own "
+        "modules.",
+    )(f)
+    return click.option(
+        "--vmlinux",
+        "vmlinux",
+        multiple=True,
+        metavar="FILE",
+        help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the "
+        "--kernel before it: its BTF or DWARF gives struct layouts.",
+    )(f)
+
+
 def _option(*names: str, **kw):  # a shorter click.option for the long list below
     return click.option(*names, **kw)
 
@@ -163,22 +184,7 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     help="Headers or build directory, profile file, directory of profiles, or 'running' "
     "(the default). Repeat for several kernels.",
 )
-@_option(
-    "--vmlinux",
-    "vmlinux",
-    multiple=True,
-    metavar="FILE",
-    help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the --kernel before "
-    "it: its BTF or DWARF gives struct layouts.",
-)
-@_option(
-    "--modules-dir",
-    "modules_dirs",
-    multiple=True,
-    metavar="DIR",
-    help="The installed modules (lib/modules/RELEASE) of the --kernel before it: "
-    "reference for struct module's layout.",
-)
+@kernel_artefacts
 @_option(
     "--build-tree",
     type=click.Path(),
@@ -364,20 +370,7 @@ def profile() -> None:
     type=click.Path(dir_okay=False),
     help="Profile file; .gz compresses it.",
 )
-@click.option(
-    "--vmlinux",
-    "vmlinux",
-    multiple=True,
-    metavar="FILE",
-    help="The kernel image: its BTF is saved (struct layouts).",
-)
-@click.option(
-    "--modules-dir",
-    "modules_dirs",
-    multiple=True,
-    metavar="DIR",
-    help="The kernel's installed modules: struct module's size and offsets.",
-)
+@kernel_artefacts
 @click.option(
     "--btf/--no-btf",
     "with_btf",
@@ -429,20 +422,7 @@ def profile_save(
     type=click.Path(file_okay=False),
     help="The system root to look under (for images and tests).",
 )
-@click.option(
-    "--vmlinux",
-    "vmlinux",
-    multiple=True,
-    metavar="FILE",
-    help="The new kernel's image (struct layouts).",
-)
-@click.option(
-    "--modules-dir",
-    "modules_dirs",
-    multiple=True,
-    metavar="DIR",
-    help="The new kernel's installed modules (struct module reference).",
-)
+@kernel_artefacts
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def upgrade(
     to: str,
@@ -461,3 +441,8 @@ def upgrade(
     from abicheck.commands import run_upgrade
 
     sys.exit(run_upgrade(to, from_release, root, vmlinux, modules_dirs, fmt))
+
+
+from abicheck.cli_config import config  # noqa: E402  (registered last: its own module)
+
+main.add_command(config)

@@ -29,8 +29,7 @@ def best_of(cmd: list[str], repeat: int, **kw) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       **kw)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -48,16 +47,25 @@ def bench_tree(role: str, repeat: int) -> dict:
     k = manifest()["kernels"][role]
     root = os.path.dirname(os.path.dirname(os.path.dirname(k["modules"])))  # .../lib/modules/R
     symvers = os.path.join(k["headers"], "Module.symvers")
-    count = sum(f.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz"))
-                for _, _, files in os.walk(k["modules"]) for f in files)
+    count = sum(
+        f.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz"))
+        for _, _, files in os.walk(k["modules"])
+        for f in files
+    )
     depmod = best_of(["depmod", "-n", "-b", root, "-e", "-E", symvers, k["release"]], repeat)
     check = ["check", "--format", "json", "-o", os.devnull, k["modules"], "--kernel", k["headers"]]
     parallel = best_of(abicheck_cmd(*check), repeat)
     serial = best_of(abicheck_cmd(*check, "--jobs", "1"), repeat)
-    return {"modules": count, "release": k["release"], "cpus": os.cpu_count(),
-            "depmod_s": round(depmod, 3), "abicheck_s": round(parallel, 3),
-            "abicheck_jobs1_s": round(serial, 3), "ratio": round(parallel / depmod, 2),
-            "ratio_jobs1": round(serial / depmod, 2)}
+    return {
+        "modules": count,
+        "release": k["release"],
+        "cpus": os.cpu_count(),
+        "depmod_s": round(depmod, 3),
+        "abicheck_s": round(parallel, 3),
+        "abicheck_jobs1_s": round(serial, 3),
+        "ratio": round(parallel / depmod, 2),
+        "ratio_jobs1": round(serial / depmod, 2),
+    }
 
 
 def bench_cold(repeat: int) -> dict:
@@ -65,13 +73,20 @@ def bench_cold(repeat: int) -> dict:
     profile = os.path.join(REPO, "samples", "kernels", "6.1.0-47-amd64.json.gz")
     python = best_of([sys.executable, "-c", "pass"], repeat)
     one = best_of(abicheck_cmd("check", module, "--kernel", profile), repeat)
-    out = {"python_startup_s": round(python, 3), "one_module_profile_s": round(one, 3),
-           "abicheck_over_python_s": round(one - python, 3)}
-    headers = manifest()["kernels"]["6.1-a"]["headers"] if os.path.exists(
-        os.path.join(CACHE, "manifest.json")) else None
+    out = {
+        "python_startup_s": round(python, 3),
+        "one_module_profile_s": round(one, 3),
+        "abicheck_over_python_s": round(one - python, 3),
+    }
+    headers = (
+        manifest()["kernels"]["6.1-a"]["headers"]
+        if os.path.exists(os.path.join(CACHE, "manifest.json"))
+        else None
+    )
     if headers:
-        out["one_module_headers_s"] = round(best_of(abicheck_cmd("check", module, "--kernel",
-                                                                 headers), repeat), 3)
+        out["one_module_headers_s"] = round(
+            best_of(abicheck_cmd("check", module, "--kernel", headers), repeat), 3
+        )
     return out
 
 
@@ -89,15 +104,18 @@ def bench_layout(repeat: int) -> dict:
             btf_from_file(vmlinux).struct_layout("module", "btf")
             times.append(time.perf_counter() - start)
         pahole = best_of(["pahole", "-F", "btf", "-C", "module", vmlinux], repeat)
-        out["btf_612_headers_vmlinux"] = {"abicheck_s": round(min(times), 3),
-                                          "pahole_s": round(pahole, 3),
-                                          "ratio": round(min(times) / pahole, 2)}
+        out["btf_612_headers_vmlinux"] = {
+            "abicheck_s": round(min(times), 3),
+            "pahole_s": round(pahole, 3),
+            "ratio": round(min(times) / pahole, 2),
+        }
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("what", choices=["tree", "cold", "layout", "all"], nargs="?", default="all")
     ap.add_argument("--role", default="6.1-a", help="kernel role in the testdata manifest")
     ap.add_argument("--repeat", type=int, default=3)

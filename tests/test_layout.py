@@ -36,8 +36,12 @@ def one(module: str, kernel_spec: str, *extra: str) -> dict:
 
 def test_the_seed_case_on_debian_6_12():
     """pahole missing at oldconfig: CONFIG_DEBUG_INFO_BTF_MODULES=n in the build tree."""
-    r = one(sample("drift", "hello-6.12-no-btf-modules.ko"), K612, "--build-tree",
-            sample("drift", "config-6.12-no-btf-modules.gz"))
+    r = one(
+        sample("drift", "hello-6.12-no-btf-modules.ko"),
+        K612,
+        "--build-tree",
+        sample("drift", "config-6.12-no-btf-modules.gz"),
+    )
     assert r["verdict"] == "refused"
     assert "LY001" not in rules_of(r)  # cacheline padding keeps the size at 1280
     ly = finding(r, "LY002")
@@ -47,15 +51,20 @@ def test_the_seed_case_on_debian_6_12():
     assert (ev["module_init"], ev["kernel_init"]) == (0x138, 0x138)
     assert ev["module_layout_source"].startswith("dwarf:")
     assert ev["kernel_layout_source"].startswith("btf:")
-    assert ev["landings"][1] == {"symbol": "cleanup_module", "offset": 0x498,
-                                 "kernel_members": ["source_list.prev"],
-                                 "non_zero": ["source_list (set by module_unload_init())"]}
+    assert ev["landings"][1] == {
+        "symbol": "cleanup_module",
+        "offset": 0x498,
+        "kernel_members": ["source_list.prev"],
+        "non_zero": ["source_list (set by module_unload_init())"],
+    }
     assert [o["option"] for o in ev["options"]] == ["CONFIG_DEBUG_INFO_BTF_MODULES"]
     assert ev["options"][0]["kernel"] == "y" and ev["options"][0]["build_tree"] == "n"
     assert ev["options"][0]["members"] == (
-        "btf_data_size, btf_base_data_size, btf_data, btf_base_data")
-    assert ly["kernel_says"] == ("module: x86/modules: Invalid relocation target, existing value is "
-                                 "nonzero for type 1")
+        "btf_data_size, btf_base_data_size, btf_data, btf_base_data"
+    )
+    assert ly["kernel_says"] == (
+        "module: x86/modules: Invalid relocation target, existing value is nonzero for type 1"
+    )
     assert ly["errno"] == "ENOEXEC"
     # the module passes every other gate: same vermagic, same CRCs
     assert [f["rule"] for f in r["findings"] if f["severity"] == "error"] == ["LY002"]
@@ -69,7 +78,8 @@ def test_seed_option_moves_nothing_on_debian_6_1():
     assert guards["exit"].options == ("CONFIG_MODULE_UNLOAD",)
     k612 = load_target(K612)
     assert {g.name: g for g in k612.module_h}["btf_data"].options == (
-        "CONFIG_DEBUG_INFO_BTF_MODULES",)
+        "CONFIG_DEBUG_INFO_BTF_MODULES",
+    )
 
 
 def test_stripped_module_explained_from_the_offsets_alone():
@@ -84,17 +94,21 @@ def test_stripped_module_explained_from_the_offsets_alone():
     assert "give --build-tree to tell which" in ev["explanation"]
     assert finding(r, "LY002")["kernel_says"] == (
         "module: x86/modules: Skipping invalid relocation target, existing value is nonzero for "
-        "type 1")
+        "type 1"
+    )
 
 
 def test_embedded_struct_growth_and_other_structs():
-    r = one(sample("drift", "drift_struct-6.1-debug-mutexes.ko"), K47, "--build-tree",
-            sample("drift", "config-6.1-debug-mutexes.gz"))
+    r = one(
+        sample("drift", "drift_struct-6.1-debug-mutexes.ko"),
+        K47,
+        "--build-tree",
+        sample("drift", "config-6.1-debug-mutexes.gz"),
+    )
     assert r["verdict"] == "refused"  # init lands on core_layout.base (qemu: refused)
     ly = finding(r, "LY002")
     assert ly["evidence"]["landings"][0]["kernel_members"] == ["core_layout.base"]
-    assert "param_lock (struct mutex) is 40 bytes in the module, 32 in the kernel" in \
-        ly["message"]
+    assert "param_lock (struct mutex) is 40 bytes in the module, 32 in the kernel" in ly["message"]
     assert "CONFIG_DEBUG_MUTEXES: n in the kernel, y in the build tree" in ly["message"]
     structs = {f["evidence"]["struct"]: f for f in r["findings"] if f["rule"] == "LY003"}
     assert structs["mutex"]["evidence"]["module_size"] == 40
@@ -107,8 +121,9 @@ def test_embedded_struct_growth_and_other_structs():
 
 def test_clean_modules_have_no_layout_finding():
     for path in [sample("modules", "hello.ko")] + [
-            os.path.join(sample("intree", "6.1.0-47-amd64"), f)
-            for f in sorted(os.listdir(sample("intree", "6.1.0-47-amd64")))]:
+        os.path.join(sample("intree", "6.1.0-47-amd64"), f)
+        for f in sorted(os.listdir(sample("intree", "6.1.0-47-amd64")))
+    ]:
         r = one(path, K47)
         assert not [f for f in r["findings"] if f["rule"].startswith("LY")], path
 
@@ -160,8 +175,9 @@ def test_each_drift_case_on_the_real_kernel(testdata, drift, case):
     c = drift[case]
     k = kernel(testdata, c["role"])
     verdict, landing = EXPECTED[case]
-    r = one(c["modules"]["hello"], k["headers"], "--vmlinux", k["vmlinuz"], "--build-tree",
-            c["headers"])
+    r = one(
+        c["modules"]["hello"], k["headers"], "--vmlinux", k["vmlinuz"], "--build-tree", c["headers"]
+    )
     assert r["verdict"] == verdict
     if landing is None:
         assert not [f for f in r["findings"] if f["rule"].startswith("LY")]
@@ -192,8 +208,20 @@ def test_no_layout_finding_on_the_whole_6_1_tree(testdata):
     k = kernel(testdata, "6.1-a")
     doc = check_json([k["modules"]], [k["headers"]])
     del doc
-    res = run_cli(["check", "--format", "json", k["modules"], "--kernel", k["headers"],
-                   "--vmlinux", k["vmlinuz"], "--select", "LY"])
+    res = run_cli(
+        [
+            "check",
+            "--format",
+            "json",
+            k["modules"],
+            "--kernel",
+            k["headers"],
+            "--vmlinux",
+            k["vmlinuz"],
+            "--select",
+            "LY",
+        ]
+    )
     assert res.exit_code == 0
     doc = res.json()
     assert len(doc["results"]) > 3000

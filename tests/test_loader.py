@@ -15,8 +15,6 @@ from abicheck.readers.module import read_module
 from abicheck.targets.headers import target_from_headers
 
 
-
-
 def one(testdata, name, role="6.1-a", target_role=None, extra=()):
     args = [
         "check",
@@ -204,8 +202,12 @@ def test_module_parameters_read_from_param_section(testdata):
     ops = dict(m.params)
     assert sorted(ops) == ["count", "custom", "label", "levels", "port", "verbose"]
     assert [ops[n] for n in ("count", "verbose", "label", "port", "levels")] == [
-        "param_ops_int", "param_ops_bool", "param_ops_charp", "param_ops_ushort",
-        "param_array_ops"]
+        "param_ops_int",
+        "param_ops_bool",
+        "param_ops_charp",
+        "param_ops_ushort",
+        "param_array_ops",
+    ]
     # the module's own static kernel_param_ops: a local relocation, no param_ops_* name
     assert not ops["custom"].startswith("param_")
 
@@ -277,15 +279,24 @@ def test_extended_modversions_are_used_when_present(tmp_path):
     crcs.write_bytes(b"".join(struct.pack("<I", c) for _n, c in entries))
     names.write_bytes(b"".join(n.encode() + b"\0" for n, _c in entries))
     out = tmp_path / "hello_ext.ko"
-    subprocess.run(["objcopy", "--add-section", f"__version_ext_crcs={crcs}",
-                    "--set-section-flags", "__version_ext_crcs=alloc,contents,readonly",
-                    "--add-section", f"__version_ext_names={names}",
-                    "--set-section-flags", "__version_ext_names=alloc,contents,readonly",
-                    sample("modules", "hello.ko"), str(out)], check=True)
+    subprocess.run(
+        [
+            "objcopy",
+            "--add-section",
+            f"__version_ext_crcs={crcs}",
+            "--set-section-flags",
+            "__version_ext_crcs=alloc,contents,readonly",
+            "--add-section",
+            f"__version_ext_names={names}",
+            "--set-section-flags",
+            "__version_ext_names=alloc,contents,readonly",
+            sample("modules", "hello.ko"),
+            str(out),
+        ],
+        check=True,
+    )
     m = read_module(str(out))
     assert [v.name for v in m.versions] == [n for n, _c in entries]
-    res = run_cli(["check", "--format", "json", str(out), "-k",
-                   sample_kernel("6.1.0-47-amd64")])
+    res = run_cli(["check", "--format", "json", str(out), "-k", sample_kernel("6.1.0-47-amd64")])
     (r,) = res.json()["results"]
-    assert [f["evidence"]["symbol"] for f in r["findings"] if f["rule"] == "MV001"] == [
-        "_printk"]
+    assert [f["evidence"]["symbol"] for f in r["findings"] if f["rule"] == "MV001"] == ["_printk"]

@@ -224,8 +224,20 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
     predicted = {}
     for c in drift:
         for n, m in c["modules"].items():
-            out = run_cli(["check", "--format", "json", m, "--kernel", kernel["headers"],
-                           "--vmlinux", kernel["vmlinuz"], "--build-tree", c["headers"]])
+            out = run_cli(
+                [
+                    "check",
+                    "--format",
+                    "json",
+                    m,
+                    "--kernel",
+                    kernel["headers"],
+                    "--vmlinux",
+                    kernel["vmlinuz"],
+                    "--build-tree",
+                    c["headers"],
+                ]
+            )
             predicted[f"{c['name']}:{n}"] = (m, out.json()["results"][0])
     # all the modules are called hello or drift_struct: one that loads without a usable
     # exit cannot be removed again, so those go last
@@ -235,16 +247,18 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
         ly = [f for f in result["findings"] if f["rule"] == "LY002"]
         return bool(ly) and ly[0]["evidence"]["module_exit"] != ly[0]["evidence"]["kernel_exit"]
 
-    names = sorted(predicted, key=lambda k: (order.get(predicted[k][1]["verdict"], 1),
-                                             stuck(predicted[k][1])))
+    names = sorted(
+        predicted, key=lambda k: (order.get(predicted[k][1]["verdict"], 1), stuck(predicted[k][1]))
+    )
     cases = [qh.Case(name, [predicted[name][0]]) for name in names]
     doc = qh.run_cases(kernel["vmlinuz"], cases, log_path=str(tmp_path / "serial.log"))
     problems, table = [], []
-    for case, rec in zip(cases, [r for r in doc["results"] if r["kind"] == "module"],
-                         strict=True):
+    for case, rec in zip(cases, [r for r in doc["results"] if r["kind"] == "module"], strict=True):
         result = predicted[case.name][1]
-        table.append(f"{case.name}: abicheck {result['verdict']}, kernel "
-                     f"{'loaded' if rec['loaded'] else 'refused'} {rec['dmesg'][-1:]}")
+        table.append(
+            f"{case.name}: abicheck {result['verdict']}, kernel "
+            f"{'loaded' if rec['loaded'] else 'refused'} {rec['dmesg'][-1:]}"
+        )
         problems += disagreements(rec, result)
     print("\n".join(table))
     assert not problems, "\n".join(problems)

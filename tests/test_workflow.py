@@ -22,8 +22,12 @@ def workflow() -> dict:
 
 
 def abicheck_steps(workflow: dict) -> list[str]:
-    return [s["run"] for job in workflow["jobs"].values() for s in job["steps"]
-            if s.get("run", "").startswith("abicheck ")]
+    return [
+        s["run"]
+        for job in workflow["jobs"].values()
+        for s in job["steps"]
+        if s.get("run", "").startswith("abicheck ")
+    ]
 
 
 def test_workflow_shape(workflow):
@@ -43,8 +47,7 @@ def test_the_commands_it_runs_work(workflow, tmp_path, monkeypatch):
     annotate, sarif = abicheck_steps(workflow)
     res = run_cli(shlex.split(annotate)[1:])
     assert res.exit_code == 1  # the samples include modules the kernel refuses
-    assert any(line.startswith("::error file=samples/modules/") for line in
-               res.stdout.splitlines())
+    assert any(line.startswith("::error file=samples/modules/") for line in res.stdout.splitlines())
     args = shlex.split(sarif)[1:]
     args[args.index("--output-file") + 1] = str(tmp_path / "abicheck.sarif")
     res = run_cli(args)

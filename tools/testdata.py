@@ -271,19 +271,27 @@ def derive(out_dir: str) -> None:
     if os.path.exists(os.path.join(out_dir, "dup_export.ko")):
         with open(os.path.join(out_dir, "dup_export.ko"), "rb") as f:
             dup = f.read()
-        strings = next(s for s in ElfImage(dup, len(dup)).sections
-                       if s.name == "__ksymtab_strings")
+        strings = next(s for s in ElfImage(dup, len(dup)).sections if s.name == "__ksymtab_strings")
         at = dup.index(b"crc16\0", strings.sh_offset, strings.sh_offset + strings.sh_size)
         with open(os.path.join(out_dir, "dup_vmlinux.ko"), "wb") as f:
-            f.write(dup[:at] + b"kfree" + dup[at + 5:])
+            f.write(dup[:at] + b"kfree" + dup[at + 5 :])
     # .ctors added beside the compiler's .init_array, as mixing toolchains does
     ctor_mod = os.path.join(out_dir, "ctor_mod.ko")
     if os.path.exists(ctor_mod):
         ctors = os.path.join(out_dir, "ctors.bin")
         with open(ctors, "wb") as f:
             f.write(b"\0" * 8)
-        run(["objcopy", "--add-section", f".ctors={ctors}", "--set-section-flags",
-             ".ctors=alloc,contents,data", ctor_mod, os.path.join(out_dir, "ctor_both.ko")])
+        run(
+            [
+                "objcopy",
+                "--add-section",
+                f".ctors={ctors}",
+                "--set-section-flags",
+                ".ctors=alloc,contents,data",
+                ctor_mod,
+                os.path.join(out_dir, "ctor_both.ko"),
+            ]
+        )
     sign(out_dir)
     # compressed copies, as kmod's modules_install makes them
     with open(os.path.join(out_dir, "hello.ko.xz"), "wb") as f:

@@ -124,8 +124,9 @@ def _describe(kernel: StructLayout, start: int, end: int, types=None) -> list[st
         if types is not None and m.type_name.startswith(("struct ", "union ")):
             nested = types.struct(m.type_name.split(" ", 1)[1])
             if nested is not None:
-                inner = next((n.name for n in nested.members
-                              if n.offset == lo - m.offset and n.name), None)
+                inner = next(
+                    (n.name for n in nested.members if n.offset == lo - m.offset and n.name), None
+                )
         names.append(f"{m.name}.{inner}" if inner else f"{m.name}+{lo - m.offset:#x}")
     return names or [f"padding at {start:#x}"]
 
@@ -178,10 +179,12 @@ def explain(
             options = differing or options
         if len(options) > 1:
             listed = "; ".join(f"{o['option']} ({o['members']})" for o in options.values())
-            return (f"the {moved} bytes that moved match several #if blocks of the target's "
-                    f"module.h, one of which is off in the tree the module was built from: "
-                    f"{listed} (give --build-tree to tell which)",
-                    list(options.values()))
+            return (
+                f"the {moved} bytes that moved match several #if blocks of the target's "
+                f"module.h, one of which is off in the tree the module was built from: "
+                f"{listed} (give --build-tree to tell which)",
+                list(options.values()),
+            )
     text = "; ".join(
         f"{o['members']} exist only with {o['option']} ({o['kernel']} in the kernel"
         + (
@@ -210,13 +213,21 @@ def _resized(ctx: CheckContext, kernel: StructLayout, module_view: StructLayout)
         build = ctx.run.build_tree
         if build is not None:
             stem = m.type_name.split()[-1].rstrip("_t").upper()
-            leads = sorted(o for o in set(build.config) | set(ctx.target.config)
-                           if stem and stem in o
-                           and build.config.get(o) != ctx.target.config.get(o))
+            leads = sorted(
+                o
+                for o in set(build.config) | set(ctx.target.config)
+                if stem and stem in o and build.config.get(o) != ctx.target.config.get(o)
+            )
             if leads:
-                part += " (likely " + ", ".join(
-                    f"{o}: {ctx.target.config.get(o, 'absent')} in the kernel, "
-                    f"{build.config.get(o, 'absent')} in the build tree" for o in leads[:3]) + ")"
+                part += (
+                    " (likely "
+                    + ", ".join(
+                        f"{o}: {ctx.target.config.get(o, 'absent')} in the kernel, "
+                        f"{build.config.get(o, 'absent')} in the build tree"
+                        for o in leads[:3]
+                    )
+                    + ")"
+                )
         parts.append(part)
     return "; ".join(parts)
 

@@ -23,8 +23,9 @@ from abicheck.model import Member, StructLayout
 class BtfTypes:
     """A kernel's BTF, loaded on first use (reading a vmlinuz costs about a second)."""
 
-    def __init__(self, path: str, raw: bytes | None = None,
-                 decode: Callable[[], bytes] | None = None) -> None:
+    def __init__(
+        self, path: str, raw: bytes | None = None, decode: Callable[[], bytes] | None = None
+    ) -> None:
         self.path = path
         self._raw = raw
         self._decode = decode  # a profile's embedded BTF, decompressed only when needed

@@ -1,0 +1,309 @@
+"""`abicheck config diff|explain|predict`: parsing and wiring only; the work is in
+abicheck.config.
+
+Exit codes: 0 no ABI-relevant change, 1 ABI-relevant changes found, 2 usage error or an
+input that could not be read (one line `abicheck: error: PATH: problem`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+
+import click
+
+from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError
+
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+OUTPUT = click.option(
+    "--output-file",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the report here instead of standard output.",
+)
+SHOW_ALL = click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List every changed option, not only the first ones without effect on modules.",
+)
+TOOLCHAIN = [
+    click.option(
+        "--set",
+        "make_vars",
+        multiple=True,
+        metavar="VAR=VALUE",
+        help="A make variable, as on make's command line (CC=gcc-12, LD=ld.bfd, PAHOLE=..., "
+        "CROSS_COMPILE=..., ARCH=...). Repeatable.",
+    ),
+    click.option(
+        "--path",
+        "search_path",
+        default=None,
+        metavar="PATH",
+        help="The PATH the toolchain is looked up in (default: this process's PATH).",
+    ),
+    click.option(
+        "--trust-tree",
+        is_flag=True,
+        help="Run the tree's Kconfig $(shell,...) commands with /bin/sh, as Kbuild does, "
+        "instead of abicheck's safe probes.",
+    ),
+]
+
+
+def _toolchain_options(f):
+    for option in reversed(TOOLCHAIN):
+        f = option(f)
+    return f
+
+
+def _fail(error: Exception) -> None:
+    click.echo(f"abicheck: error: {error}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _emit(text: str, output_file: str | None) -> None:
+    if output_file:
+        with open(output_file, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _toolchain(make_vars: Sequence[str], search_path: str | None):
+    from abicheck.config.toolchain import Toolchain
+
+    overrides = {}
+    for item in make_vars:
+        name, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise click.UsageError(f"--set {item}: expected VAR=VALUE")
+        overrides[name] = value
+    return Toolchain(overrides, search_path) if search_path else Toolchain(overrides)
+
+
+def _series(*releases: str | None) -> tuple[str, ...]:
+    out = []
+    for r in releases:
+        m = re.match(r"(\d+\.\d+)", r or "")
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    return tuple(out)
+
+
+@click.group()
+def config() -> None:
+    """Kernel config drift: diff two configs, explain an option, predict olddefconfig.
+
+    \b
+    abicheck config diff /usr/src/linux-headers-6.1.0-47-amd64 running
+    abicheck config diff build/.config /boot/config-6.1.0-56-amd64 --format json
+    abicheck config explain CONFIG_DEBUG_INFO_BTF_MODULES --tree ~/src/linux-6.1
+    abicheck config predict ~/src/linux-6.1
+
+    A config is a .config file (or config.gz), a headers, build or source directory,
+    'running', a saved profile, or a vmlinux/vmlinuz with an embedded config (IKCONFIG).
+    Exit codes: 0 nothing that matters to modules, 1 changes that do, 2 error.
+    """
+
+
+@config.command("diff")
+@click.argument("a")
+@click.argument("b")
+@click.option(
+    "--tree",
+    default=None,
+    type=click.Path(file_okay=False),
+    metavar="SRC",
+    help="A kernel source tree whose Kconfig resolves the options a config leaves out "
+    "(default: the tree a directory's `source` link names, if any).",
+)
+@FORMAT
+@OUTPUT
+@SHOW_ALL
+def diff_command(
+    a: str, b: str, tree: str | None, fmt: str, output_file: str | None, show_all: bool
+) -> None:
+    """Compare config A (what modules are built with) with config B (the kernel's)."""
+    from abicheck.config import classify, diff, report
+    from abicheck.config.kconfig_tree import KconfigTree
+    from abicheck.config.sources import load_config
+
+    try:
+        sa, sb = load_config(a, tree), load_config(b, tree)
+        trees: dict[str, KconfigTree] = {}
+
+        def kconfig(path: str | None) -> KconfigTree | None:
+            if path is None:
+                return None
+            if path not in trees:
+                trees[path] = KconfigTree(path)
+            return trees[path]
+
+        ta, tb = kconfig(sa.srctree), kconfig(sb.srctree)
+        ra, rb = diff.resolve(sa, ta), diff.resolve(sb, tb)
+        changes = diff.changes(ra, rb)
+        guards = sb.module_h or sa.module_h
+        module_h = sb.module_h_path if sb.module_h else sa.module_h_path
+        series = _series(sb.release, sa.release)
+        findings = []
+        for change in changes:
+            prompt = ""
+            for t in (tb, ta):
+                sym = t.symbol(change.option) if t else None
+                if sym is not None:
+                    prompt = next((n.prompt[0] for n in sym.nodes if n.prompt), "")
+                    break
+            findings.append(
+                classify.classify(
+                    change, ra.values, rb.values, guards, module_h, series, prompt=prompt
+                )
+            )
+    except (AbicheckError, OSError) as e:
+        _fail(e)
+    result = report.DiffResult(
+        sa,
+        sb,
+        classify.sort_findings(findings),
+        diff.unresolved(changes, ra, rb),
+        {"a": ra.tree, "b": rb.tree},
+        {"a": len(ra.defaulted), "b": len(rb.defaulted)},
+        module_h,
+    )
+    text = report.diff_json(result) if fmt == "json" else report.diff_text(result, show_all)
+    _emit(text, output_file)
+    sys.exit(EXIT_FINDINGS if report.abi_relevant(result.findings) else EXIT_OK)
+
+
+@config.command("explain")
+@click.argument("option")
+@click.option(
+    "--tree",
+    required=True,
+    type=click.Path(file_okay=False),
+    metavar="SRC",
+    help="The kernel source tree whose Kconfig defines the option.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The .config to evaluate (default: SRC/.config, else Kconfig's defaults).",
+)
+@_toolchain_options
+@FORMAT
+def explain_command(
+    option: str,
+    tree: str,
+    config_path: str | None,
+    make_vars: tuple[str, ...],
+    search_path: str | None,
+    trust_tree: bool,
+    fmt: str,
+) -> None:
+    """Why OPTION has its value in TREE: type, prompt, dependencies, the chain behind it."""
+    import json
+    import os
+
+    from abicheck.config import classify, report
+    from abicheck.config.explain import explain
+    from abicheck.config.kconfig_tree import KconfigTree, is_kconfig_tree
+    from abicheck.config.model import Change
+    from abicheck.config.predict import module_h_of
+
+    name = option.upper().removeprefix("CONFIG_")
+    try:
+        if not is_kconfig_tree(tree):
+            raise AbicheckError(tree, "not a kernel source tree (no Kconfig, scripts/kconfig)")
+        kt = KconfigTree(tree, _toolchain(make_vars, search_path), trust_tree)
+        path = config_path or os.path.join(tree, ".config")
+        if config_path or os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                kt.load(f.read())
+        info = explain(kt, name)
+    except (AbicheckError, OSError) as e:
+        _fail(e)
+    if info is None:
+        _fail(AbicheckError(tree, f"CONFIG_{name} is not defined by this tree's Kconfig"))
+    assert info is not None
+    # what the option's value means for modules: classified as a change to "n"/"y"
+    value = info.value
+    flipped = "n" if value in ("y", "m") else "y"
+    option_name = "CONFIG_" + name
+    change = Change(option_name, value, flipped)
+    guards, module_h = module_h_of(tree)
+    effects, notes = classify.effects_of(
+        change, {option_name: value}, {option_name: flipped}, guards, module_h, ()
+    )
+    rows = [(e.impact.value, e.where, e.detail) for e in effects]
+    rows += [("note", "", n) for n in notes]
+    if fmt == "json":
+        d = report.explain_dict(info, [])
+        d["abi"] = [
+            {"impact": e.impact.value, "where": e.where, "detail": e.detail} for e in effects
+        ]
+        d["abi_notes"] = notes
+        click.echo(json.dumps(d, indent=2))
+    else:
+        click.echo(report.explain_text(info, rows), nl=False)
+    sys.exit(EXIT_OK)
+
+
+@config.command("predict")
+@click.argument("tree", type=click.Path(file_okay=False))
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The .config to start from (default: TREE/.config).",
+)
+@_toolchain_options
+@click.option(
+    "--write-config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the predicted .config here.",
+)
+@FORMAT
+@OUTPUT
+@SHOW_ALL
+def predict_command(
+    tree: str,
+    config_path: str | None,
+    make_vars: tuple[str, ...],
+    search_path: str | None,
+    trust_tree: bool,
+    write_config: str | None,
+    fmt: str,
+    output_file: str | None,
+    show_all: bool,
+) -> None:
+    """What `make olddefconfig` would change in TREE here, and what that breaks."""
+    from abicheck.config import report
+    from abicheck.config.kconfig_tree import is_kconfig_tree
+    from abicheck.config.predict import predict
+
+    try:
+        if not is_kconfig_tree(tree):
+            raise AbicheckError(tree, "not a kernel source tree (no Kconfig, scripts/kconfig)")
+        prediction = predict(tree, config_path, _toolchain(make_vars, search_path), trust_tree)
+        if write_config:
+            with open(write_config, "w", encoding="utf-8") as f:
+                f.write(prediction.config_text)
+    except (AbicheckError, OSError) as e:
+        _fail(e)
+    text = (
+        report.predict_json(prediction)
+        if fmt == "json"
+        else report.predict_text(prediction, show_all)
+    )
+    _emit(text, output_file)
+    sys.exit(EXIT_FINDINGS if report.abi_relevant(prediction.findings) else EXIT_OK)
