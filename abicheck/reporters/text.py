@@ -1,6 +1,10 @@
 """``--format text``: for people. Colour through rich, only when asked for (a terminal
 without NO_COLOR, or --color always); a matrix of verdicts when several kernels are
-checked; a summary at the end; a "For more information" line per rule that fired."""
+checked; a summary at the end; a "For more information" line per rule that fired.
+
+Lines are built as (text, style) segments; rich renders them when there is colour or a
+table to draw, plain joining does otherwise (importing rich costs a one-module run a
+seventh of its time)."""
 
 from __future__ import annotations
 
@@ -8,12 +12,10 @@ import io
 from collections import Counter
 from collections.abc import Sequence
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
+
+Segment = tuple[str, str | None]
+Line = list[Segment]
 
 _VERDICT_STYLE = {
     Verdict.UNREADABLE: "bold magenta",
@@ -28,76 +30,112 @@ _SEVERITY_STYLE = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.I
 def report(
     results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False, **_: object
 ) -> str:
+    by_id = {t.id: t for t in targets}
+    fired: list[str] = []
+    lines: list[Line] = []
+    for r in results:
+        lines += _result(r, by_id.get(r.target), fired)
+    tail: list[Line] = []
+    if len(results) > 1:
+        tail += _summary(results)
+    tail += [[(f"For more information: abicheck rule {rule}", None)] for rule in fired]
+    matrix = len(targets) > 1 and len(results) > 1
+    if not color and not matrix:
+        return "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
+    return _render(lines, tail, results, targets if matrix else None, color)
+
+
+def _render(
+    lines: list[Line],
+    tail: list[Line],
+    results: Sequence[Result],
+    matrix_targets: Sequence[KernelTarget] | None,
+    color: bool,
+) -> str:
+    from rich.console import Console
+    from rich.text import Text
+
     out = io.StringIO()
     console = Console(
         file=out,
         force_terminal=color,
         no_color=not color,
-        width=100,
+        width=160,
         highlight=False,
         soft_wrap=True,
         emoji=False,
         markup=False,
     )
-    by_id = {t.id: t for t in targets}
-    fired: list[str] = []
-    for r in results:
-        _result(console, r, by_id.get(r.target), fired)
-    if len(targets) > 1 and len(results) > 1:
-        _matrix(console, results, targets)
-    if len(results) > 1:
-        _summary(console, results)
-    for rule in fired:
-        console.print(f"For more information: abicheck rule {rule}")
+    for line in lines:
+        console.print(Text.assemble(*[(t, s or "") for t, s in line]))
+    if matrix_targets is not None:
+        console.print(_matrix(results, matrix_targets))
+        console.print()
+    for line in tail:
+        console.print(Text.assemble(*[(t, s or "") for t, s in line]))
     return out.getvalue()
 
 
-def _result(console: Console, r: Result, target: KernelTarget | None, fired: list[str]) -> None:
-    head = Text(r.module, style="bold")
-    head.append(f"  →  {r.target}  ({target.source if target else r.target})")
-    console.print(head)
-    line = Text("  verdict: ")
-    line.append(r.verdict.value, style=_VERDICT_STYLE[r.verdict])
+def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Line]:
+    lines: list[Line] = [
+        [(r.module, "bold"), (f"  →  {r.target}  ({target.source if target else r.target})", None)]
+    ]
+    verdict: Line = [("  verdict: ", None), (r.verdict.value, _VERDICT_STYLE[r.verdict])]
     taints = ", ".join(f"{t.letter} ({t.description})" for t in r.taints)
     if taints and r.verdict is Verdict.REFUSED:
-        line.append(f"  (the kernel is tainted {taints} before it refuses)")
+        verdict.append((f"  (the kernel is tainted {taints} before it refuses)", None))
     elif taints:
-        line.append(f"  taints: {taints}")
-    console.print(line)
+        verdict.append((f"  taints: {taints}", None))
+    lines.append(verdict)
     stop = next((f for f in r.findings if f.effect is Effect.REFUSE), None)
     for f in r.findings:
-        row = Text("  ")
-        row.append(f"{f.severity.value:<7}", style=_SEVERITY_STYLE[f.severity])
-        row.append(f" {f.rule} {f.name}: {f.message}")
-        console.print(row)
+        lines.append(
+            [
+                ("  ", None),
+                (f"{f.severity.value:<7}", _SEVERITY_STYLE[f.severity]),
+                (f" {f.rule} {f.name}: {f.message}", None),
+            ]
+        )
         if f.kernel_says:
             for i, said in enumerate(f.kernel_says.splitlines()):
                 prefix = "kernel says: " if i == 0 else "             "
-                console.print(Text(f"          {prefix}{said}", style="dim" if i else ""))
+                lines.append([(f"          {prefix}{said}", "dim" if i else None)])
         if f is stop:
-            console.print(
-                f"          the load stops here: insmod fails with {f.errno}"
-                if f.errno
-                else "          the load stops here"
+            lines.append(
+                [
+                    (
+                        f"          the load stops here: insmod fails with {f.errno}"
+                        if f.errno
+                        else "          the load stops here",
+                        None,
+                    )
+                ]
             )
         if f.severity is Severity.ERROR:
-            console.print(f"          fix: {f.fix}")
+            lines.append([(f"          fix: {f.fix}", None)])
         if f.rule not in fired and f.severity is not Severity.INFO:
             fired.append(f.rule)
     if r.suppressed:
         hidden = Counter(r.suppressed)
-        console.print(
-            Text(
-                "  hidden: "
-                + ", ".join(f"{k} ×{n}" if n > 1 else k for k, n in sorted(hidden.items()))
-                + " (settings or baseline)",
-                style="dim",
-            )
+        lines.append(
+            [
+                (
+                    "  hidden: "
+                    + ", ".join(f"{k} ×{n}" if n > 1 else k for k, n in sorted(hidden.items()))
+                    + " (settings or baseline)",
+                    "dim",
+                )
+            ]
         )
-    console.print()
+    lines.append([])
+    return lines
 
 
-def _matrix(console: Console, results: Sequence[Result], targets: Sequence[KernelTarget]) -> None:
+def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]):
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="verdicts", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("module")
     for t in targets:
@@ -118,20 +156,25 @@ def _matrix(console: Console, results: Sequence[Result], targets: Sequence[Kerne
                 cell.append(f" {first}")
             row.append(cell)
         table.add_row(*row)
-    console.print(table)
-    console.print()
+    return table
 
 
-def _summary(console: Console, results: Sequence[Result]) -> None:
+def _summary(results: Sequence[Result]) -> list[Line]:
     verdicts = Counter(r.verdict.value for r in results)
     rules = Counter(f.rule for r in results for f in r.findings if f.severity is not Severity.INFO)
     modules = len({r.module for r in results})
     kernels = len({r.target for r in results})
-    console.print(
-        Text(
-            f"summary: {modules} module(s) × {kernels} kernel(s): "
-            + ", ".join(f"{n} {v}" for v, n in verdicts.most_common())
-        )
-    )
+    lines: list[Line] = [
+        [
+            (
+                f"summary: {modules} module(s) × {kernels} kernel(s): "
+                + ", ".join(f"{n} {v}" for v, n in verdicts.most_common()),
+                None,
+            )
+        ]
+    ]
     if rules:
-        console.print("top rules: " + ", ".join(f"{rule} ×{n}" for rule, n in rules.most_common(5)))
+        lines.append(
+            [("top rules: " + ", ".join(f"{rule} ×{n}" for rule, n in rules.most_common(5)), None)]
+        )
+    return lines
