@@ -126,7 +126,8 @@ def test_mv006_exports_without_crcs(tmp_path):
 @needs_binutils
 def test_mv007_versions_not_whole_records(tmp_path):
     versions = section(HELLO, "__versions")
-    data = open(HELLO, "rb").read()[versions.sh_offset : versions.sh_offset + versions.sh_size]
+    with open(HELLO, "rb") as f:
+        data = f.read()[versions.sh_offset : versions.sh_offset + versions.sh_size]
     blob = tmp_path / "versions.bin"
     blob.write_bytes(data + b"\0" * 10)  # ten stray bytes after the last record
     out = tmp_path / "hello_badversions.ko"
