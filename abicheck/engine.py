@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from abicheck import checks, ruledata
@@ -98,22 +98,3 @@ def unreadable_result(error: ModuleReadError, target: KernelTarget) -> Result:
         rule.fix,
     )
     return Result(error.path or "", target.id, target.release, Verdict.UNREADABLE, (), (finding,))
-
-
-def check_all(
-    modules: Iterable[Module | ModuleReadError],
-    targets: Sequence[KernelTarget],
-    run: RunContext | None = None,
-    selected: RuleFilter | None = None,
-) -> list[Result]:
-    items = list(modules)
-    if run is None:
-        run = RunContext.of([m for m in items if isinstance(m, Module)])
-    results = []
-    for target in targets:
-        for item in items:
-            if isinstance(item, ModuleReadError):
-                results.append(unreadable_result(item, target))
-            else:
-                results.append(check_module(item, target, run, selected))
-    return results

@@ -209,12 +209,6 @@ class ElfImage:
         end = offset + size
         return end >= offset and end <= self.size
 
-    def _cstr(self, start: int, limit: int) -> str:
-        end = self.buf.find(b"\0", start, limit)
-        if end < 0:
-            end = limit
-        return bytes(self.buf[start:end]).decode("utf-8", "replace")
-
     def string_table(self, sec: Section) -> bytes:
         if sec.index not in self._strtabs:
             self._strtabs[sec.index] = self.data(sec)

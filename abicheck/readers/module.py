@@ -23,7 +23,7 @@ from abicheck.readers import elf as E
 from abicheck.readers.compressed import DEFAULT_LIMIT, read_module_bytes
 from abicheck.readers.modinfo import parse_modinfo
 from abicheck.readers.signature import MARKER, has_marker, parse_signature
-from abicheck.readers.versions import RECORD_SIZE, parse_ext_versions, parse_versions
+from abicheck.readers.versions import parse_ext_versions, parse_versions
 
 THIS_MODULE = ".gnu.linkonce.this_module"
 
@@ -424,8 +424,3 @@ class ModuleDwarf:
         except (DwarfError, ValueError) as e:
             self.error = str(e)
             return {}
-
-
-def versions_tail(module: Module) -> int:
-    """Bytes of ``__versions`` that do not form a whole 64-byte record."""
-    return module.versions_size % RECORD_SIZE

@@ -60,16 +60,6 @@ class BtfTypes:
             return None
 
 
-def has_btf(path: str) -> bool:
-    """A raw BTF file, or an ELF with a .BTF section, or a bzImage (checked on load)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    return head[:2] in (b"\x9f\xeb", b"\xeb\x9f") or head == b"\x7fELF" or len(head) == 4
-
-
 def struct_module_from_btf(types: BtfTypes) -> StructLayout:
     layout = types.struct("module")
     if layout is None:
