@@ -350,13 +350,12 @@ class ElfImage:
             return 0, frozenset()
         count = sec.sh_size // entsize
         start, end = sec.sh_offset, sec.sh_offset + count * entsize
-        if lay.ei_class == 2 and lay.endian == "<":
+        if lay.ei_class == 2 and lay.endian == "<" and entsize == 24:
             # r_info's low 32 bits are the type; for the types in use only its low byte is
-            # non-zero, so a strided slice reads every type without unpacking entries.
-            low = self.buf[start + 8 : end : entsize]
-            rest = (self.buf[start + k : end : entsize] for k in (9, 10, 11))
-            if all(r.count(0) == count for r in rest):
-                return count, frozenset(low)
+            # non-zero, so strided slices read every type without unpacking entries.
+            data = self.buf[start:end]
+            if data[9::24].count(0) + data[10::24].count(0) + data[11::24].count(0) == 3 * count:
+                return count, frozenset(data[8::24])
         types = set()
         for i in range(count):
             info = struct.unpack_from(

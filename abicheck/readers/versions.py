@@ -17,17 +17,13 @@ RECORD_SIZE = 64
 def parse_versions(data: bytes, word: int, endian: str) -> tuple[VersionEntry, ...]:
     fmt = endian + ("Q" if word == 8 else "I") + f"{RECORD_SIZE - word}s"
     whole = len(data) - len(data) % RECORD_SIZE
+    # modpost NUL-pads each name; the kernel compares up to the first NUL
     return tuple(
-        VersionEntry(_cstring(name), crc) for crc, name in struct.iter_unpack(fmt, data[:whole])
+        [
+            VersionEntry(name.split(b"\0", 1)[0].decode("utf-8", "replace"), crc)
+            for crc, name in struct.iter_unpack(fmt, data[:whole])
+        ]
     )
-
-
-def _cstring(field: bytes) -> str:
-    # modpost NUL-pads the name; the kernel compares up to the first NUL
-    name = field.rstrip(b"\0")
-    if b"\0" in name:
-        name = name.split(b"\0", 1)[0]
-    return name.decode("utf-8", "replace")
 
 
 def parse_ext_versions(crcs: bytes, names: bytes, endian: str) -> tuple[VersionEntry, ...]:
