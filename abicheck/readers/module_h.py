@@ -105,9 +105,14 @@ def _declarator_names(decl: str) -> list[str]:
         if fn:
             names.append(fn.group(1))
             continue
+        bounded = "[" in part or ":" in part
         part = part.split("[", 1)[0].split(":", 1)[0]
-        idents = [t for t in _IDENT.findall(part) if not t.startswith("__") or t == "__pad"]
-        idents = [t for t in idents if t.upper() != t or not t.startswith("CONFIG")]
+        idents = [t for t in _IDENT.findall(part) if not t.startswith("CONFIG")]
+        if not bounded:
+            # an unbounded declarator may end in attribute macros (core_layout
+            # __module_layout_align); before "[" or ":" the last word is the name itself,
+            # whatever it looks like (u8 __padding[LOCK_PADSIZE])
+            idents = [t for t in idents if not t.startswith("__")] or idents
         if idents and idents[-1] not in _QUALIFIERS:
             names.append(idents[-1])
     return names
