@@ -117,7 +117,10 @@ def _fleet(spec: str) -> list[str]:
 
 
 def load_targets(
-    specs: Sequence[str], vmlinux: Sequence[str] = (), modules_dirs: Sequence[str] = ()
+    specs: Sequence[str],
+    vmlinux: Sequence[str] = (),
+    modules_dirs: Sequence[str] = (),
+    layouts: str = "auto",
 ) -> tuple[list[KernelTarget], list[AbicheckError]]:
     from abicheck.targets import load_target
 
@@ -128,7 +131,7 @@ def load_targets(
     for spec, image, tree in zip(specs, images, trees, strict=True):
         for one in _fleet(spec):
             try:
-                targets.append(load_target(one, image, tree))
+                targets.append(load_target(one, image, tree, layouts))
             except AbicheckError as e:
                 errors.append(e)
     return targets, errors
@@ -192,6 +195,29 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     metavar="DIR",
     help="The headers, build or source tree (or .config) the modules were built against: "
     "its config and module.h explain a layout drift.",
+)
+@_option(
+    "--layouts",
+    type=click.Choice(["auto", "probe", "none"]),
+    default="auto",
+    show_default=True,
+    help="Where the kernel's struct layouts come from. auto: --vmlinux/--modules-dir, "
+    "else the headers' vmlinux, /sys/kernel/btf/vmlinux (running kernel), "
+    "/boot/vmlinuz-R, /usr/lib/debug (…/vmlinux-R), /lib/modules/R/kernel, then a probe "
+    "compiled against the headers with the system C compiler (only the compiler runs, on "
+    "the headers; cached in $XDG_CACHE_HOME/abicheck). probe: the headers alone. none: "
+    "do not check layouts (said on screen). $ABICHECK_SYSROOT moves /boot, /lib, /usr.",
+)
+@_option(
+    "--require-layout",
+    is_flag=True,
+    default=None,
+    help="Fail (error LY005) when a kernel's struct layouts cannot be obtained.",
+)
+@_option(
+    "--no-cache",
+    is_flag=True,
+    help="Do not read or write the layout cache ($XDG_CACHE_HOME/abicheck).",
 )
 @_option(
     "--format",

@@ -78,7 +78,11 @@ def run_check(opts: dict[str, Any]) -> int:
         params=tuple(_parse_param(p) for p in opts["params"]),
     )
     kernels = list(opts["kernels"]) or settings.kernels
-    targets, target_errors = load_targets(kernels, opts["vmlinux"], opts["modules_dirs"])
+    if opts.get("no_cache"):
+        os.environ["ABICHECK_NO_CACHE"] = "1"  # the runner's workers inherit it
+    targets, target_errors = load_targets(
+        kernels, opts["vmlinux"], opts["modules_dirs"], opts.get("layouts") or "auto"
+    )
     for e in target_errors:
         _error(str(e))
     if not targets:
@@ -118,6 +122,8 @@ def run_check(opts: dict[str, Any]) -> int:
     for error in output.errors:
         _error(str(error))
     results = gate.apply(output.results, settings, select, ignore, baseline, fingerprint)
+    if opts.get("require_layout") or getattr(settings, "require_layout", False):
+        results = gate.require_layouts(results)
     if record_baseline:
         prints = [
             fingerprint(f, gate.relative(r.module, settings.root), r.kernel)

@@ -74,3 +74,19 @@ def exit_code(results: Sequence[Result], fail_on: str, exit_zero: bool, usage_er
     if exit_zero:
         return 0
     return 1 if any(fails(f.severity, fail_on) for r in results for f in r.findings) else 0
+
+
+def require_layouts(results: Sequence[Result]) -> list[Result]:
+    """--require-layout: a kernel whose struct layouts could not be obtained (LY005)
+    fails the run. The verdict stays what the kernel would do; only the severity rises."""
+    from abicheck.model import Severity
+
+    return [
+        replace(
+            r,
+            findings=tuple(
+                replace(f, severity=Severity.ERROR) if f.rule == "LY005" else f for f in r.findings
+            ),
+        )
+        for r in results
+    ]

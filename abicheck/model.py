@@ -64,6 +64,15 @@ class TypeSource(Protocol):
     def struct(self, name: str) -> StructLayout | None: ...
 
 
+class KernelTypeSource(TypeSource, Protocol):
+    """A kernel's layouts (BTF, or a probe compiled against its headers)."""
+
+    def layouts(self, wanted: Mapping[str, str | None]) -> dict[str, StructLayout | None]:
+        """Several structs at once: {"struct NAME": the header (as the module's DWARF
+        names it) that declares it, or None} → layout, None where unknown."""
+        ...
+
+
 # The records read by the thousand (sections, symbols, __versions entries, exports,
 # relocations) are NamedTuples: as immutable as frozen dataclasses, several times
 # cheaper to create, which a 4 000-module tree notices.
@@ -345,7 +354,11 @@ class KernelTarget:
     files: tuple[str, ...] = ()
     # the target's include/linux/module.h: which options guard each struct module member
     module_h: tuple[GuardedMember, ...] = ()
-    types: TypeSource | None = None  # the kernel's BTF (or DWARF), read on first use
+    types: KernelTypeSource | None = None  # the kernel's BTF or probe, read on first use
+    # where struct layouts come from, in words ("BTF of /boot/vmlinuz-R", "probe compiled
+    # against the headers (gcc 12.2.0, cached)"); and why there are none, when none
+    layout_source: str = ""
+    layout_gap: str | None = None
 
     def enabled(self, option: str) -> bool:
         """True when CONFIG_<option> is y or m."""

@@ -36,6 +36,7 @@ from abicheck.model import Severity
 FAIL_ON = ("error", "warning", "info")
 KNOWN_KEYS = {
     "kernels",
+    "require-layout",
     "select",
     "ignore",
     "extend-select",
@@ -65,6 +66,7 @@ class Settings:
     baseline: str | None = None
     exit_zero: bool = False
     assume_loader: str | None = None
+    require_layout: bool = False
     per_module_ignores: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -126,6 +128,9 @@ def load_settings(path: str | None) -> Settings:
     s.baseline = _under(root, table["baseline"]) if "baseline" in table else None
     s.exit_zero = bool(table.get("exit-zero", False))
     s.assume_loader = table.get("assume-loader")
+    s.require_layout = table.get("require-layout", False)
+    if not isinstance(s.require_layout, bool):
+        raise SettingsError(path, "require-layout must be true or false")
     pmi = table.get("per-module-ignores", {})
     if not isinstance(pmi, dict):
         raise SettingsError(path, "per-module-ignores must be a table of glob = [rules]")

@@ -426,17 +426,37 @@ def _moved(kernel: StructLayout, module_view: StructLayout) -> list[dict[str, ob
     return out
 
 
+def _kernel_view(
+    ctx: CheckContext,
+) -> tuple[dict[str, StructLayout], dict[str, StructLayout | None]]:
+    """The structs the module's code uses ("struct NAME" → the module's layout), and the
+    kernel's layout of each (None where the kernel's type source has none), shared by
+    LY003 and LY004. The declaring header goes with each name, so that a probe compiled
+    against the target's headers can include it."""
+    if "kernel_view" in ctx.memo:
+        return ctx.memo["kernel_view"]
+    types, ktypes = ctx.module.types, ctx.target.types
+    mine: dict[str, StructLayout] = {}
+    theirs: dict[str, StructLayout | None] = {}
+    if types is not None:
+        mine = {n: lay for n, lay in types.used_structs().items() if n != "struct module"}
+        if ktypes is not None and mine:
+            wanted = {}
+            for n in mine:
+                decl = types.decl_line(n)
+                wanted[n] = decl[0] if decl else None
+            theirs = ktypes.layouts(wanted)
+    ctx.memo["kernel_view"] = (mine, theirs)
+    return mine, theirs
+
+
 @check("LY003")
 def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
-    types, ktypes = ctx.module.types, ctx.target.types
-    if types is None or ktypes is None:
-        return
-    used = types.used_structs() if hasattr(types, "used_structs") else {}
-    for i, (name, mine) in enumerate(sorted(used.items())):
-        if name == "struct module":
-            continue  # LY001/LY002 judge it with what the loader does with it
-        theirs = ktypes.struct(name.removeprefix("struct ").removeprefix("union "))
-        if theirs is None:
+    mine_all, theirs_all = _kernel_view(ctx)
+    ktypes = ctx.target.types
+    for i, (name, mine) in enumerate(sorted(mine_all.items())):
+        theirs = theirs_all.get(name)
+        if theirs is None or ktypes is None:
             continue
         diff = compare(mine, theirs)
         if diff:
@@ -448,39 +468,56 @@ def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
                 differences=diff[:20],
                 module_size=mine.size,
                 kernel_size=theirs.size,
-                kernel_source=ktypes.source,
+                kernel_source=ctx.target.layout_source or ktypes.source,
                 hint=_hint(ctx),
             )
 
 
 @check("LY004")
 def structs_not_comparable(ctx: CheckContext) -> Iterator[Finding]:
-    types, ktypes = ctx.module.types, ctx.target.types
-    if types is None:
-        return
-    used = types.used_structs() if hasattr(types, "used_structs") else {}
-    names = sorted(n for n in used if n != "struct module")
+    mine, theirs = _kernel_view(ctx)
+    names = sorted(mine)
     if not names:
         return
-    if ktypes is None:
+    if ctx.target.types is None:
         yield ctx.finding(
             "LY004",
             count=len(names),
             structs=", ".join(names[:10]),
-            why="the kernel's BTF is not available",
+            why="the kernel's layouts are not available"
+            + (f" ({ctx.target.layout_gap})" if ctx.target.layout_gap else ""),
         )
         return
-    missing = [
-        n for n in names if ktypes.struct(n.removeprefix("struct ").removeprefix("union ")) is None
-    ]
+    missing = [n for n in names if theirs.get(n) is None]
     if missing:
         yield ctx.finding(
             "LY004",
             count=len(missing),
             structs=", ".join(missing[:10]),
-            why="the kernel's BTF does not describe them (the module's own "
-            "types, or kernel types no built-in code uses)",
+            why="the kernel's type source does not describe them (the module's own "
+            "types, kernel types no built-in code uses, or headers outside the target's "
+            "include path)",
         )
+
+
+@check("LY005")
+def layouts_not_checked(ctx: CheckContext) -> Iterator[Finding]:
+    if ctx.target.struct_module is not None or ctx.module.this_module is None:
+        return
+    why = ctx.target.layout_gap or "no layout source"
+    if ctx.target.kind == "profile":
+        remedy = (
+            "Save the profile with layouts: abicheck profile save --kernel HEADERS "
+            "(with a C compiler, or --vmlinux /boot/vmlinuz-R)"
+        )
+    elif "compiler" in why:
+        remedy = (
+            "Install a C compiler (apt-get install gcc) so that abicheck can compile the "
+            "headers, or give --vmlinux /boot/vmlinuz-R"
+        )
+    else:
+        remedy = "Give the kernel's BTF: --vmlinux /boot/vmlinuz-R (or a -dbg vmlinux)"
+    yield ctx.finding("LY005", why=why, remedy=remedy)
 
 
 def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:

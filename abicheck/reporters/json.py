@@ -31,6 +31,8 @@ def target_dict(t: KernelTarget) -> dict[str, Any]:
         "vermagic_source": t.vermagic_source,
         "exports": None if t.exports is None else len(t.exports),
         "notes": list(t.notes),
+        "layout_source": t.layout_source or None,
+        "layout_gap": t.layout_gap,
         "files": list(t.files),
     }
 

@@ -87,6 +87,17 @@ def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Li
     elif taints:
         verdict.append((f"  taints: {taints}", None))
     lines.append(verdict)
+    if target is not None and (target.layout_source or target.layout_gap):
+        if target.struct_module is not None:
+            lines.append([(f"  layouts: {target.layout_source}", "dim")])
+        else:
+            lines.append(
+                [
+                    ("  layouts: ", None),
+                    ("NOT checked", "bold yellow"),
+                    (f" ({target.layout_gap or 'no layout source'})", None),
+                ]
+            )
     stop = next((f for f in r.findings if f.effect is Effect.REFUSE), None)
     for f in r.findings:
         lines.append(

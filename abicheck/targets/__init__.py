@@ -10,42 +10,43 @@ from abicheck.model import KernelTarget
 
 
 def load_target(
-    spec: str, vmlinux: str | None = None, modules_dir: str | None = None
+    spec: str,
+    vmlinux: str | None = None,
+    modules_dir: str | None = None,
+    layouts: str = "auto",
 ) -> KernelTarget:
     """A target from what the user typed after ``--kernel``, with the kernel image
-    (``--vmlinux``) and installed modules (``--modules-dir``) that belong to it."""
+    (``--vmlinux``) and installed modules (``--modules-dir``) that belong to it.
+
+    ``layouts``: "auto" (given sources, then the standard places, then the probe),
+    "probe" (skip the standard places: the headers alone), or "none".
+    """
     from abicheck.targets.headers import source_dirs, target_from_headers
     from abicheck.targets.layouts import with_layouts
     from abicheck.targets.profile import is_profile, target_from_profile
     from abicheck.targets.running import target_from_running_kernel
 
+    discover, probe = layouts == "auto", layouts in ("auto", "probe")
+    if layouts == "none":
+        vmlinux = modules_dir = None
     if spec == "running":
         target = target_from_running_kernel()
-        release = target.release
-        build = f"/lib/modules/{release}/build"
+        build = f"/lib/modules/{target.release}/build"
         dirs = source_dirs(build) if os.path.isdir(build) else []
-        return with_layouts(
-            target,
-            vmlinux,
-            modules_dir or _existing(f"/lib/modules/{release}"),
-            dirs,
-            auto=["/sys/kernel/btf/vmlinux"],
-        )
+        return with_layouts(target, vmlinux, modules_dir, dirs, discover, probe)
     if os.path.isdir(spec):
+        if not _is_headers(spec) and _is_headers(os.path.join(spec, "build")):
+            spec = os.path.join(spec, "build")  # /lib/modules/R: its build link
         dirs = source_dirs(spec)
-        return with_layouts(
-            target_from_headers(spec),
-            vmlinux,
-            modules_dir,
-            dirs,
-            auto=[os.path.join(spec, "vmlinux")],
-        )
+        return with_layouts(target_from_headers(spec), vmlinux, modules_dir, dirs, discover, probe)
     if os.path.isfile(spec):
         if is_profile(spec):
-            return with_layouts(target_from_profile(spec), vmlinux, modules_dir)
+            return with_layouts(target_from_profile(spec), vmlinux, modules_dir, None, False, False)
         raise TargetError(spec, "not a kernel headers directory or an abicheck profile")
     raise TargetError(spec, "no such kernel headers directory or profile")
 
 
-def _existing(path: str) -> str | None:
-    return path if os.path.isdir(path) else None
+def _is_headers(path: str) -> bool:
+    return any(
+        os.path.isfile(os.path.join(path, name)) for name in (".config", "include/config/auto.conf")
+    )
