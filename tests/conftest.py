@@ -18,6 +18,9 @@ from click.testing import CliRunner
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLES = os.path.join(REPO, "samples")
 CACHE = os.environ.get("ABICHECK_TESTDATA") or os.path.join(REPO, ".cache", "testdata")
+# The layout probe's cache: kept inside the repository's cache, never the user's, so that
+# a test run starts from what the tests themselves made.
+os.environ.setdefault("ABICHECK_CACHE_DIR", os.path.join(REPO, ".cache", "abicheck-tests"))
 
 
 def sample(*parts: str) -> str:

@@ -286,17 +286,30 @@ class ProbeResult:
 
 
 def run_probe(
-    spec: ProbeSpec, wanted: Mapping[str, str | None], compiler: Compiler
+    spec: ProbeSpec,
+    wanted: Mapping[str, str | None],
+    compiler: Compiler,
+    already_read: Iterable[str] = (),
 ) -> tuple[dict[str, StructLayout], list[str], set[str]]:
     """Compile the probe for ``wanted`` ({"struct NAME": header or None}); returns the
     layouts of every complete struct its DWARF holds, the headers read, and the headers
-    that had to be left out because they do not compile on their own."""
+    that had to be left out because they do not compile on their own.
+
+    Headers in ``already_read`` (what an earlier probe of the tree read through
+    linux/module.h) are not included again: some, like linux/task_io_accounting.h, have
+    no include guard and would define their struct twice."""
     from abicheck.readers.dwarf import DwarfError, module_types
 
-    headers = {h for h in wanted.values() if h}
+    incs = _include_dirs(spec)
+    seen = set(already_read)
+    headers = set()
+    for h in {h for h in wanted.values() if h}:
+        path = next((os.path.join(d, h) for d in incs if os.path.isfile(os.path.join(d, h))), None)
+        if path is not None and os.path.realpath(path) not in seen:
+            headers.add(h)
     structs = set(_struct_keys(wanted)) | {"struct module"}
     dropped: set[str] = set()
-    for _attempt in range(4):
+    for _attempt in range(8):
         source = probe_source(headers, structs)
         data, inputs, diagnostics = _compile(spec, compiler, source)
         if data:
@@ -426,10 +439,11 @@ class CacheEntry:
     asked: set[str]  # every struct key asked for, found or not
     dropped: set[str]
     compiler: str
+    inputs: list[str]  # the headers the compiler read
 
-    def dump(self, inputs: list[str]) -> dict[str, Any]:
+    def dump(self) -> dict[str, Any]:
         deps = []
-        for p in inputs:
+        for p in self.inputs:
             try:
                 st = os.stat(p)
             except OSError:
@@ -458,12 +472,14 @@ def load_cache(path: str, source: str) -> CacheEntry | None:
         inputs = d.get("inputs")
         if not isinstance(inputs, list):
             return None
+        paths = []
         for row in inputs:
             if not isinstance(row, list) or len(row) != 3:
                 return None
             st = os.stat(_str(row[0], "input"))
             if st.st_size != row[1] or st.st_mtime_ns != row[2]:
                 return None  # a header changed since: probe again
+            paths.append(row[0])
         structs_json = d.get("structs")
         if not isinstance(structs_json, dict):
             return None
@@ -473,17 +489,18 @@ def load_cache(path: str, source: str) -> CacheEntry | None:
         }
         asked = {_str(k, "asked", 300) for k in d.get("asked", [])}
         dropped = {_str(k, "dropped", 300) for k in d.get("dropped", [])}
-        return CacheEntry(structs, asked, dropped, _str(d.get("compiler"), "compiler", 200))
+        compiler = _str(d.get("compiler"), "compiler", 200)
+        return CacheEntry(structs, asked, dropped, compiler, paths)
     except (OSError, ValueError, TypeError, RecursionError):
         return None
 
 
-def _save_cache(path: str, entry: CacheEntry, inputs: list[str]) -> None:
+def _save_cache(path: str, entry: CacheEntry) -> None:
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".probe-")
         with os.fdopen(fd, "w") as f:
-            json.dump(entry.dump(inputs), f, separators=(",", ":"))
+            json.dump(entry.dump(), f, separators=(",", ":"))
         os.replace(tmp, path)  # atomic: parallel runs never read half an entry
     except OSError as e:
         print(f"abicheck: warning: cannot write the layout cache {path}: {e}", file=sys.stderr)
@@ -513,6 +530,7 @@ class ProbeTypes:
             os.path.join(directory, "probe", self._key + ".json") if directory else None
         )
         self.cached = False
+        self.problem: str | None = None  # why the last layouts() could not compile
         self._entry: CacheEntry | None = None
 
     def _load(self, wanted: Mapping[str, str | None]) -> CacheEntry:
@@ -530,13 +548,22 @@ class ProbeTypes:
         if entry is not None:
             for key in entry.asked:  # keep earlier modules' headers in the probe
                 headers.setdefault(key, None)
+        if entry is None and keys != {"struct module"}:
+            entry = self._load({})  # linux/module.h alone first: what it already includes
         structs, inputs, dropped = run_probe(
-            self.spec, {k: v for k, v in headers.items() if k != "struct module"}, self.compiler
+            self.spec,
+            {k: v for k, v in headers.items() if k != "struct module"},
+            self.compiler,
+            entry.inputs if entry else (),
         )
-        entry = CacheEntry(structs, asked, dropped, self.compiler.version)
+        if entry is not None:  # keep what earlier probes found (a header may drop out)
+            structs = {**entry.structs, **structs}
+            inputs = sorted(set(inputs) | set(entry.inputs))
+            dropped |= entry.dropped
+        entry = CacheEntry(structs, asked, dropped, self.compiler.version, inputs)
         self.cached = False
         if self._cache_path is not None:
-            _save_cache(self._cache_path, entry, inputs)
+            _save_cache(self._cache_path, entry)
         self._entry = entry
         return entry
 
@@ -554,7 +581,12 @@ class ProbeTypes:
         """The layouts of ``wanted`` ({"struct NAME": the header declaring it}), one
         compile for those not yet known."""
         wanted = dict(list(wanted.items())[:MAX_STRUCTS])
-        entry = self._load(wanted)
+        try:
+            entry = self._load(wanted)
+        except ProbeUnavailable as e:
+            # struct module was probed; these structs stay uncompared (LY004 says so)
+            self.problem = str(e)
+            entry = self._entry or self._load({})
         return {k: entry.structs.get(k) for k in wanted}
 
     def describe(self) -> str:
