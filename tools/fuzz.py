@@ -142,7 +142,10 @@ def main() -> int:
             # slow targets get fewer inputs per round, in the CI budget's proportion
             n = max(10, args.chunk * target.examples // test_fuzz.EXAMPLES)
             started = time.monotonic()
-            campaign.chunk(target, n)
+            try:
+                campaign.chunk(target, n)
+            except Exception as e:  # noqa: BLE001 - a broken strategy must not end the run
+                print(f"round {rounds} {name}: harness error {type(e).__name__}: {e}", flush=True)
             print(f"round {rounds} {name}: {n} inputs in {time.monotonic() - started:.1f}s",
                   flush=True)
         rounds += 1
