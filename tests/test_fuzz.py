@@ -18,6 +18,7 @@ crash found that way is committed under ``tests/data/fuzz/`` as
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import itertools
 import json
@@ -157,7 +158,9 @@ def signature_seeds() -> tuple[Seed, ...]:
         if s.data.endswith(b"~Module signature appended~\n"):
             tail = s.data[-1024:]
             at = len(tail) - 28 - 12
-            out.append(Seed(s.name + ":sig", tail, ((at, 1), (at + 1, 1), (at + 2, 1), (at + 8, 4))))
+            out.append(
+                Seed(s.name + ":sig", tail, ((at, 1), (at + 1, 1), (at + 2, 1), (at + 8, 4)))
+            )
     return tuple(out)
 
 
@@ -256,7 +259,7 @@ SHELL_SEEDS = (
     "scripts/cc-version.sh gcc",
     "ld -v --no-warn-rwx-segments",
     "command -v pahole",
-    "test -n \"$1\" && echo y || echo n",
+    'test -n "$1" && echo y || echo n',
     "echo 'int main(void) { return 0; }' | grep -q main",
 )
 
@@ -332,8 +335,10 @@ def mutated_text(draw: st.DrawFn, seeds: Sequence[str]) -> str:
 
 
 _HOSTILE_TOKENS = st.sampled_from(
-    list("\t\n\r\x00\x01\x1b\x7f\x85\u2028\"'\\$#=:;|&{}()<>`%0xX~")
-    + ["\ud7ff", "\ufeff", "é", "defined", "&&", "\\x", "\\u", "#if ", "#define A B"]
+    [
+        *"\t\n\r\x00\x01\x1b\x7f\x85\u2028\"'\\$#=:;|&{}()<>`%0xX~",
+        *("\ud7ff", "\ufeff", "é", "defined", "&&", "\\x", "\\u", "#if ", "#define A B"),
+    ]
 )
 
 
@@ -470,7 +475,9 @@ def mutated_profile(draw: st.DrawFn) -> bytes:
         node: object = d
         path: list[object] = []
         while isinstance(node, (dict, list)) and node and draw(st.integers(0, 2)):
-            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+            key = draw(
+                st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node)))
+            )
             path.append(key)
             node = node[key]  # type: ignore[index]
         if not path:
@@ -488,10 +495,8 @@ def mutated_profile(draw: st.DrawFn) -> bytes:
 
 
 def target_symvers(text: str) -> None:
-    try:
+    with contextlib.suppress(SymversError):
         parse_symvers(text)
-    except SymversError:
-        pass
 
 
 def target_kconfig(text: str) -> None:
@@ -522,10 +527,8 @@ def target_cheader(text: str) -> None:
 
 def target_shell(command: str) -> None:
     """tokenize() and parse() accept a command or raise Unevaluable."""
-    try:
+    with contextlib.suppress(Unevaluable):
         parse(tokenize(command))
-    except Unevaluable:
-        pass
 
 
 # -- outputs -------------------------------------------------------------------------------
@@ -565,7 +568,8 @@ def base_results() -> tuple[list, list]:
 
     targets = [load_target(os.path.join(SAMPLES, "kernels", "6.1.0-56-amd64.json.gz"))]
     modules = [
-        os.path.join(SAMPLES, "modules", m) for m in ("hello.ko", "ns_noimport.ko", "unknown_sym.ko")
+        os.path.join(SAMPLES, "modules", m)
+        for m in ("hello.ko", "ns_noimport.ko", "unknown_sym.ko")
     ]
     return run_checks(modules, targets, Assumptions(), 1 << 30).results, targets
 
@@ -583,13 +587,22 @@ def hostile_results(strings: Sequence[str], results: list, targets: list) -> tup
                 message=next(pick),
                 kernel_says=next(pick),
                 fix=next(pick),
-                evidence={**f.evidence, **{k: next(pick) for k in list(f.evidence)[:3]}, "x": next(pick)},
+                evidence={
+                    **f.evidence,
+                    **{k: next(pick) for k in list(f.evidence)[:3]},
+                    "x": next(pick),
+                },
             )
             for f in r.findings
         )
         out.append(
-            replace(r, module=next(pick), kernel=new_targets[0].release, findings=findings,
-                    assumptions=(next(pick),))
+            replace(
+                r,
+                module=next(pick),
+                kernel=new_targets[0].release,
+                findings=findings,
+                assumptions=(next(pick),),
+            )
         )
     return out, new_targets
 
@@ -642,7 +655,9 @@ TARGETS = (
     Target("kconfig", target_kconfig, lambda: mutated_text([config_text()])),
     Target("cheader", target_cheader, lambda: mutated_text([cheader_text()])),
     Target("shell", target_shell, lambda: mutated_text(list(SHELL_SEEDS))),
-    Target("reporters", target_reporters, lambda: st.lists(hostile_text, min_size=1, max_size=6), 40),
+    Target(
+        "reporters", target_reporters, lambda: st.lists(hostile_text, min_size=1, max_size=6), 40
+    ),
 )
 BY_NAME = {t.name: t for t in TARGETS}
 
@@ -657,7 +672,9 @@ XFAIL: dict[str, str] = {
 
 def _param(t: Target) -> object:
     if t.name in XFAIL:
-        return pytest.param(t, id=t.name, marks=pytest.mark.xfail(strict=False, reason=XFAIL[t.name]))
+        return pytest.param(
+            t, id=t.name, marks=pytest.mark.xfail(strict=False, reason=XFAIL[t.name])
+        )
     return pytest.param(t, id=t.name)
 
 

@@ -31,9 +31,8 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests")]
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-
 import test_fuzz  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 
 
 class Hang(Exception):
@@ -76,7 +75,7 @@ class Campaign:
             signal.setitimer(signal.ITIMER_REAL, self.hang_seconds)
             try:
                 target.run(value)
-            except (Exception, RecursionError) as e:  # noqa: BLE001 - every escape is a finding
+            except (Exception, RecursionError) as e:  # every escape is a finding
                 self.record(target.name, value, e)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -144,10 +143,12 @@ def main() -> int:
             started = time.monotonic()
             try:
                 campaign.chunk(target, n)
-            except Exception as e:  # noqa: BLE001 - a broken strategy must not end the run
+            except Exception as e:  # a broken strategy must not end the run
                 print(f"round {rounds} {name}: harness error {type(e).__name__}: {e}", flush=True)
-            print(f"round {rounds} {name}: {n} inputs in {time.monotonic() - started:.1f}s",
-                  flush=True)
+            print(
+                f"round {rounds} {name}: {n} inputs in {time.monotonic() - started:.1f}s",
+                flush=True,
+            )
         rounds += 1
     print(f"{campaign.runs} inputs, {len(campaign.known)} distinct crashes", flush=True)
     for name, count in sorted(campaign.per_target.items()):
