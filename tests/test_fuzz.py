@@ -664,7 +664,7 @@ BY_NAME = {t.name: t for t in TARGETS}
 # Targets that fail today in code other branches own; strict=False so that they pass
 # once those branches land, and the lead sees XPASS.
 XFAIL: dict[str, str] = {
-    "profile": "abicheck/targets/profile.py: a corrupt gzip stream escapes as zlib.error "
+    "profile": "abicheck/targets/profile.py: zlib.error, KeyError, TypeError escape "
     "(synthetic-crash-profile-*.bin)",
     "reporters": "escaping lands with branch i10-escape",
 }
@@ -755,6 +755,10 @@ def test_seeds_are_read_cleanly() -> None:
 CRASH_OWNERS: dict[str, str] = {
     "synthetic-crash-profile-001.bin": "abicheck/targets/profile.py: a corrupt gzip stream "
     "escapes as zlib.error instead of TargetError",
+    "synthetic-crash-profile-002.bin": "abicheck/targets/profile.py: a profile without "
+    "'source' raises KeyError after the try block",
+    "synthetic-crash-profile-003.bin": "abicheck/targets/profile.py: a non-string 'btf.data' "
+    "raises TypeError (base64) in the lazy BTF decoder",
     "synthetic-crash-reporters-001.bin": "abicheck/fingerprint.py (sarif): os.path.realpath() "
     "of a module path with a NUL raises ValueError; escaping lands with branch i10-escape",
     "synthetic-crash-reporters-002.bin": "escaping lands with branch i10-escape: a raw \\r "
