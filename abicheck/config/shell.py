@@ -170,8 +170,14 @@ class List:
     items: list[tuple[str, Pipeline]]  # (operator before it: "" first, ";", "&&", "||")
 
 
+# Kconfig's commands nest { } once or twice; a bound keeps a hostile command from
+# exhausting Python's recursion limit in the parser and the evaluator.
+MAX_GROUP_DEPTH = 32
+
+
 def parse(tokens: list[Token]) -> List:
     pos = 0
+    depth = 0
 
     def parse_list(end: str | None) -> List:
         nonlocal pos
@@ -199,10 +205,14 @@ def parse(tokens: list[Token]) -> List:
         return Pipeline(commands)
 
     def parse_command() -> Simple | Group:
-        nonlocal pos
+        nonlocal pos, depth
         if pos < len(tokens) and tokens[pos] == "{":
+            if depth >= MAX_GROUP_DEPTH:
+                raise Unevaluable(f"{{ }} nested more than {MAX_GROUP_DEPTH} deep")
             pos += 1
+            depth += 1
             body = parse_list("}")
+            depth -= 1
             group = Group(body)
             while pos < len(tokens) and isinstance(tokens[pos], Redirect):
                 group.redirects.append(tokens[pos])  # type: ignore[arg-type]
