@@ -17,7 +17,7 @@ import click
 from abicheck import __version__, ruledata
 from abicheck.errors import EXIT_USAGE, AbicheckError, ModuleReadError
 from abicheck.model import KernelTarget
-from abicheck.readers.compressed import DEFAULT_LIMIT
+from abicheck.readers.compressed import DEFAULT_LIMIT, not_regular
 from abicheck.reporters import FORMATS
 
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
@@ -81,7 +81,7 @@ def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
     out: dict[str, str | ModuleReadError] = {}  # ordered; a path given twice is checked once
     for p in paths:
         if os.path.isdir(p):
-            found = []
+            found: list[str] = []
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 found.extend(os.path.join(root, f) for f in files if f.endswith(MODULE_SUFFIXES))
@@ -89,10 +89,19 @@ def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
                 out[p] = ModuleReadError(
                     p, "is a directory with no module (" + ", ".join(MODULE_SUFFIXES) + ") in it"
                 )
-            out.update((f, f) for f in sorted(found))
+            # a FIFO or device named *.ko is reported from its stat(), never opened
+            out.update((f, _regular_or_error(f)) for f in sorted(found))
         else:
             out[p] = p
     return list(out.values())
+
+
+def _regular_or_error(path: str) -> str | ModuleReadError:
+    try:
+        why = not_regular(os.stat(path).st_mode)
+    except OSError:
+        return path  # reading it reports the error (a dangling symlink: "no such file")
+    return path if why is None else ModuleReadError(path, why)
 
 
 def _parse_param(text: str) -> tuple[str, str, str | None]:

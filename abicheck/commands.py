@@ -130,7 +130,11 @@ def run_check(opts: dict[str, Any]) -> int:
             for r in results
             for f in r.findings
         ]
-        gate.write_baseline(baseline_path, prints)
+        try:
+            gate.write_baseline(baseline_path, prints)
+        except AbicheckError as e:
+            _error(str(e))
+            return EXIT_USAGE
         click.echo(
             f"abicheck: recorded {len(prints)} findings in {baseline_path}; later runs "
             "report only new ones",

@@ -32,9 +32,13 @@ def load_baseline(path: str) -> set[str]:
 
 
 def write_baseline(path: str, fingerprints: Sequence[str]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"abicheck_baseline": 1, "fingerprints": sorted(set(fingerprints))}, f, indent=1)
-        f.write("\n")
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            doc = {"abicheck_baseline": 1, "fingerprints": sorted(set(fingerprints))}
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+    except OSError as e:
+        raise BaselineError(path, f"cannot write the baseline: {e.strerror or e}") from None
 
 
 def relative(path: str, root: str) -> str:

@@ -224,6 +224,16 @@ class ModuleSignature:
     # "bad-signature" or "unsupported" (an algorithm abicheck cannot verify)
     verification: str | None = None
     verified_by: str | None = None  # the certificate's subject, or why verification failed
+    # why the kernel's pkcs7_parse_message()/pkcs7_verify() refuse the PKCS#7 blob on
+    # every kernel generation (errno name, the kernel's log line, in words), if they do
+    pkcs7_errno: str | None = None
+    pkcs7_says: str = ""
+    pkcs7_problem: str = ""
+    pkcs7_after: str = ""  # "", "digest_algo" or "pkey_algo": see readers/signature.Pkcs7
+    # algorithms of the first SignerInfo; which are supported depends on the kernel
+    digest_oid: str = ""
+    pkey_oid: str = ""
+    has_authattrs: bool = False
 
 
 @dataclass(frozen=True, slots=True)

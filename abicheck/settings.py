@@ -125,7 +125,7 @@ def load_settings(path: str | None) -> Settings:
     if s.fail_on not in FAIL_ON:
         raise SettingsError(path, f"fail-on must be one of {', '.join(FAIL_ON)}")
     s.format = table.get("format")
-    s.baseline = _under(root, table["baseline"]) if "baseline" in table else None
+    s.baseline = _baseline(path, root, table["baseline"]) if "baseline" in table else None
     s.exit_zero = bool(table.get("exit-zero", False))
     s.assume_loader = table.get("assume-loader")
     s.require_layout = table.get("require-layout", False)
@@ -145,6 +145,22 @@ def _strings(path: str, table: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise SettingsError(path, f"{key} must be a list of strings")
     return value
+
+
+def _baseline(path: str, root: str, value: object) -> str:
+    """The project's baseline file, which must lie inside the project: abicheck writes it
+    when it does not exist, and a checked-in project file must not make a run create or
+    overwrite files elsewhere ("../../x", an absolute path, a symlink leading out).
+    ``--baseline`` on the command line is the user's own choice and is not limited."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise SettingsError(path, "baseline must be a file name inside the project")
+    full = os.path.join(root, value)
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.realpath(full), real_root]) != real_root:
+        raise SettingsError(
+            path, f"baseline {value!r} points outside the project ({root}); refusing to write there"
+        )
+    return full
 
 
 def _under(root: str, p: str) -> str:

@@ -9,6 +9,7 @@ from abicheck.checks import check
 from abicheck.context import CheckContext
 from abicheck.model import Effect, ElfDefect, Finding
 from abicheck.readers.elf import (
+    EHDR_SIZE,
     SHF_ALLOC,
     SHF_EXECINSTR,
     SHF_WRITE,
@@ -56,6 +57,11 @@ def _defects(ctx: CheckContext) -> list[ElfDefect]:
     """The reader's defects, plus those that depend on which kernel reads the file."""
     m = ctx.module
     defects = list(m.defects)
+    # The kernel compares the length with its own sizeof(Elf_Ehdr), not the file's class:
+    # a 52-byte ELFCLASS32 header is too short for a 64-bit kernel.
+    native = EHDR_SIZE.get(ctx.arch.get("ei_class", 0), 0)
+    if m.elf_size < native and not any(d.check == "header_len" for d in defects):
+        defects = [ElfDefect("header_len", {"len": m.elf_size})]
     if ctx.generation == "6.1":
         # 6.1 checks the names of SHF_ALLOC sections only
         defects = [

@@ -72,8 +72,11 @@ def modversions_one_side(ctx: CheckContext) -> Iterator[Finding]:
     if vm is None or not only_modversions_differs(vm[1]):
         return
     module_has = "modversions" in (ctx.module.info("vermagic") or "").split()
+    # After VM001, which carries the kernel's own line: MV005 says why the strings differ.
     yield ctx.finding(
         "MV005",
+        order=(1,),
+        kernel_says="",
         module_vermagic=ctx.module.info("vermagic"),
         kernel_vermagic=ctx.target.vermagic,
         module_side="with" if module_has else "without",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from abicheck import ruledata
 from abicheck.checks import check
 from abicheck.context import CheckContext
-from abicheck.model import Effect, Finding
+from abicheck.model import Effect, Finding, ModuleSignature
 
 LOCKDOWN_SAYS = "Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7"
 
@@ -52,32 +53,109 @@ def unsigned_module(ctx: CheckContext) -> Iterator[Finding]:
         yield ctx.finding("SG001", stage="taint_unsigned", **_evidence(ctx))
 
 
+def _pkcs7_refusal(ctx: CheckContext, sig: ModuleSignature) -> dict[str, str] | None:
+    """Why this kernel's pkcs7_parse_message()/pkcs7_verify() fail on a well-framed
+    signature: errno, kernel_says and problem, or None when they do not.
+
+    The parse stops at the first failing callback, so an unsupported digest (met at the
+    SignerInfo's digestAlgorithm) hides any later error, and an unsupported public-key
+    algorithm hides the errors after it. ENOPKG is the one outcome here that is not fatal
+    without enforcement (module_sig_check(): "module with unsupported crypto").
+    """
+    data = ruledata.rule("SG002").data
+    gen = ctx.generation
+    unsupported: list[tuple[str, dict[str, str]]] = []
+    if sig.digest_oid and sig.digest_oid not in data["digest_algos"][gen]:
+        unsupported.append(
+            ("digest_algo", _enopkg("digest", sig.digest_oid, "Unsupported digest algo"))
+        )
+    if sig.pkey_oid and sig.pkey_oid not in data["pkey_algos"][gen]:
+        unsupported.append(
+            ("pkey_algo", _enopkg("public-key", sig.pkey_oid, "Unsupported pkey algo"))
+        )
+    passed = {"": 0, "digest_algo": 1, "pkey_algo": 2}
+    if sig.pkcs7_errno is not None:
+        error = {
+            "errno": sig.pkcs7_errno,
+            "kernel_says": sig.pkcs7_says,
+            "problem": sig.pkcs7_problem,
+        }
+        for where, enopkg in unsupported:
+            if passed[where] <= passed[sig.pkcs7_after]:
+                return enopkg
+        return error
+    if unsupported:
+        return unsupported[0][1]
+    authattrs = data["authattrs"].get(gen)
+    if sig.has_authattrs and authattrs:
+        return {
+            "errno": authattrs["errno"],
+            "kernel_says": authattrs["kernel_says"],
+            "problem": "the PKCS#7 SignerInfo has authenticated attributes, which "
+            "module signatures must not have (sign-file never adds them)",
+        }
+    return None
+
+
+def _enopkg(what: str, oid: str, says: str) -> dict[str, str]:
+    return {
+        "errno": "ENOPKG",
+        "kernel_says": says,
+        "problem": f"the {what} algorithm {oid} is not one this kernel's PKCS#7 parser supports",
+    }
+
+
+def _refused_signature(ctx: CheckContext, sig: ModuleSignature | None) -> bool:
+    """Whether SG002 speaks for this signature, so that SG003-SG005 stay silent."""
+    return sig is not None and (sig.problem is not None or _pkcs7_refusal(ctx, sig) is not None)
+
+
+def _unsupported_crypto(ctx: CheckContext, problem: str, says: str) -> Iterator[Finding]:
+    """-ENOPKG is not fatal: "module with unsupported crypto" unless enforced."""
+    rejected = _rejection(ctx, "module with unsupported crypto")
+    if rejected:
+        yield ctx.finding(
+            "SG002",
+            effect=Effect.REFUSE,
+            problem=problem,
+            kernel_says=says + "\n" + rejected[0],
+            errno=rejected[1],
+        )
+    else:
+        yield ctx.finding(
+            "SG002",
+            effect=Effect.TAINT,
+            taint="E",
+            stage="taint_unsigned",
+            problem=problem,
+            kernel_says=says,
+            errno="ENOPKG",
+        )
+
+
 @check("SG002")
 def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
     sig = ctx.module.signature
-    if sig is None or sig.problem is None or not ctx.target.enabled("MODULE_SIG"):
+    if sig is None or not ctx.target.enabled("MODULE_SIG"):
+        return
+    if sig.problem is None:
+        refusal = _pkcs7_refusal(ctx, sig)
+        if refusal is None:
+            return
+        if refusal["errno"] == "ENOPKG":
+            yield from _unsupported_crypto(ctx, refusal["problem"], refusal["kernel_says"])
+        else:
+            # every other error of verify_pkcs7_signature() is fatal, enforced or not
+            yield ctx.finding(
+                "SG002",
+                problem=refusal["problem"],
+                kernel_says=refusal["kernel_says"],
+                errno=refusal["errno"],
+            )
         return
     if "id_type" in sig.problem:
-        # -ENOPKG is not fatal: "module with unsupported crypto" unless enforced
         says = "module: not signed with expected PKCS#7 message"
-        rejected = _rejection(ctx, "module with unsupported crypto")
-        if rejected:
-            yield ctx.finding(
-                "SG002",
-                effect=Effect.REFUSE,
-                problem=sig.problem,
-                kernel_says=says + "\n" + rejected[0],
-                errno=rejected[1],
-            )
-        else:
-            yield ctx.finding(
-                "SG002",
-                effect=Effect.TAINT,
-                taint="E",
-                stage="taint_unsigned",
-                problem=sig.problem,
-                kernel_says=says,
-            )
+        yield from _unsupported_crypto(ctx, sig.problem, says)
         return
     says = (
         "module: PKCS#7 signature info has unexpected non-zero params"
@@ -90,7 +168,7 @@ def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
 @check("SG003")
 def signature_key(ctx: CheckContext) -> Iterator[Finding]:
     sig = ctx.module.signature
-    if sig is None or sig.problem is not None or not ctx.target.enabled("MODULE_SIG"):
+    if sig is None or _refused_signature(ctx, sig) or not ctx.target.enabled("MODULE_SIG"):
         return
     if sig.verification not in (None, "trusted"):
         return  # SG004/SG005 say what is wrong
@@ -115,6 +193,7 @@ def signature_key_unknown(ctx: CheckContext) -> Iterator[Finding]:
     if (
         sig is None
         or sig.verification not in ("unknown-key", "unsupported")
+        or _refused_signature(ctx, sig)
         or not ctx.target.enabled("MODULE_SIG")
     ):
         return
@@ -146,6 +225,11 @@ def signature_key_unknown(ctx: CheckContext) -> Iterator[Finding]:
 @check("SG005")
 def signature_invalid(ctx: CheckContext) -> Iterator[Finding]:
     sig = ctx.module.signature
-    if sig is None or sig.verification != "bad-signature" or not ctx.target.enabled("MODULE_SIG"):
+    if (
+        sig is None
+        or sig.verification != "bad-signature"
+        or _refused_signature(ctx, sig)
+        or not ctx.target.enabled("MODULE_SIG")
+    ):
         return
     yield ctx.finding("SG005", signer=sig.signer or "(unknown)", detail=sig.verified_by or "")

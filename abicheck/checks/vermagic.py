@@ -91,11 +91,12 @@ def vermagic_mismatch(ctx: CheckContext) -> Iterator[Finding]:
     if result is None:
         return
     skipped, diffs = result
-    if only_modversions_differs(diffs):
-        return  # MV005 names the cause
+    # Even when only the `modversions` word differs, this is the line the kernel logs
+    # (check_modinfo() → same_magic() fails): VM001 comes first, MV005 explains it after.
     summary = ", ".join(f"{d['component']}: {d['module']} vs {d['kernel']}" for d in diffs)
     yield ctx.finding(
         "VM001",
+        order=(0,),
         module_vermagic=ctx.module.info("vermagic"),
         kernel_vermagic=ctx.target.vermagic,
         release_compared=not skipped,

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import lzma
 import mmap
+import os
+import stat
 import zlib
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from abicheck.errors import ModuleReadError
 
@@ -39,9 +42,44 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "is a directory, not a module file"),
+    (stat.S_ISFIFO, "is not a regular file (a FIFO)"),
+    (stat.S_ISCHR, "is not a regular file (a character device)"),
+    (stat.S_ISBLK, "is not a regular file (a block device)"),
+    (stat.S_ISSOCK, "is not a regular file (a socket)"),
+)
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this st_mode is not read as a module, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((why for test, why in _NOT_REGULAR if test(mode)), "is not a regular file")
+
+
+def open_regular(path: str) -> BinaryIO:
+    """Open ``path`` for reading only if it is a regular file.
+
+    O_NONBLOCK because a plain open() of a FIFO waits forever for a writer; fstat() on the
+    opened descriptor (not stat() on the path) because the path may change in between.
+    /dev/zero and friends would otherwise read as endless or empty "modules".
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        why = not_regular(os.fstat(fd).st_mode)
+        if why is not None:
+            raise ModuleReadError(path, why)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_module_bytes(path: str, limit: int = DEFAULT_LIMIT) -> RawModule:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             head = f.read(8)
             size = f.seek(0, 2)
             f.seek(0)

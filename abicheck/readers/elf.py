@@ -42,7 +42,7 @@ STB_LOCAL = 0
 STB_GLOBAL = 1
 STB_WEAK = 2
 
-_EHDR_SIZE = {1: 52, 2: 64}
+EHDR_SIZE = {1: 52, 2: 64}
 _SHDR_SIZE = {1: 40, 2: 64}
 _SYM_SIZE = {1: 16, 2: 24}
 
@@ -100,8 +100,15 @@ class ElfImage:
 
     def _parse(self) -> None:
         buf, size = self.buf, self.size
-        if size < 16 or buf[:4] != ELFMAG:
+        if buf[:4] != ELFMAG:
             self._defect("magic")
+            return
+        if size < 16:
+            # The kernel tests the length before anything else (elf_validity_check() in
+            # 6.1, elf_validity_ehdr() in 6.12): a 4-15 byte file with the magic, or an
+            # image a signature's sig_len shortens to a few bytes, is "Invalid ELF header
+            # len", ENOEXEC, never a loadable module.
+            self._defect("header_len", len=size)
             return
         ei_class, ei_data = buf[4], buf[5]
         if ei_class not in (1, 2) or ei_data not in (1, 2):
@@ -109,7 +116,7 @@ class ElfImage:
             return
         lay = _Layout("<" if ei_data == 1 else ">", ei_class)
         self._layout = lay
-        if size < _EHDR_SIZE[ei_class]:
+        if size < EHDR_SIZE[ei_class]:
             self._defect("header_len", len=size)
             return
         (

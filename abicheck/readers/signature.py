@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from abicheck.model import ModuleSignature
 
@@ -77,9 +78,10 @@ def parse_signature(
     )
     if problem is None:
         blob = bytes(buf[signed_size : signed_size + sig_len])
-        info = parse_signer_info(blob)
+        p7 = parse_pkcs7(blob)
+        info = p7.signer
         verification = verified_by = None
-        if certs is not None:
+        if certs is not None and p7.errno is None:
             verification, verified_by = verify(bytes(buf[:signed_size]), blob, certs)
         sig = ModuleSignature(
             algo,
@@ -91,53 +93,41 @@ def parse_signature(
             sig_len,
             signed_size,
             None,
-            info and info.signer,
-            info and info.key_id,
-            info and info.hash_algo,
+            info.signer if info else None,
+            info.key_id if info else None,
+            info.hash_algo if info else None,
             verification,
             verified_by,
+            p7.errno,
+            p7.kernel_says,
+            p7.problem,
+            p7.after,
+            info.digest_oid if info else "",
+            info.pkey_oid if info else "",
+            p7.has_authattrs,
         )
     return sig
 
 
-# -- a minimal DER walker, enough for PKCS#7 SignedData → SignerInfo ----------------
+# -- PKCS#7, parsed as strictly as the kernel's pkcs7_parse_message() ------------------
+#
+# The kernel decodes the blob with lib/asn1_decoder.c against crypto/asymmetric_keys/
+# pkcs7.asn1, and the callbacks in pkcs7_parser.c refuse what they do not support.
+# asn1crypto (a maintained DER/BER library, imported only for signed modules: it costs
+# about 45 ms) decodes the structure; the callbacks' checks are modelled below, in the
+# order the decoder meets them, because that order decides which errno the kernel returns.
 
-
-def _tlv(data: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, content start, content end) of the DER element at ``pos``."""
-    tag = data[pos]
-    length = data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        n = length & 0x7F
-        if n == 0 or n > 4:
-            raise ValueError("unsupported DER length")
-        length = int.from_bytes(data[pos : pos + n], "big")
-        pos += n
-    end = pos + length
-    if end > len(data):
-        raise ValueError("DER element overruns its container")
-    return tag, pos, end
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    out = []
-    while start < end:
-        tag, cs, ce = _tlv(data, start)
-        out.append((tag, cs, ce))
-        start = ce
-    return out
-
-
-def _oid(raw: bytes) -> str:
-    parts = [raw[0] // 40, raw[0] % 40]
-    value = 0
-    for b in raw[1:]:
-        value = (value << 7) | (b & 0x7F)
-        if not b & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(map(str, parts))
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_MS_INDIRECT_DATA = "1.3.6.1.4.1.311.2.1.4"
+OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_SIGNING_TIME = "1.2.840.113549.1.9.5"
+OID_SMIME_CAPABILITIES = "1.2.840.113549.1.9.15"
+OID_MS_SP_OPUS_INFO = "1.3.6.1.4.1.311.2.1.12"
+OID_MS_STATEMENT_TYPE = "1.3.6.1.4.1.311.2.1.11"
+# lib/asn1_decoder.c asn1_ber_decoder(): "if (datalen > 65535) return -EMSGSIZE"
+ASN1_MAX_LEN = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,56 +140,267 @@ class SignerInfo:
     subject_key_id: bytes | None
     signed_attrs: bytes | None  # DER of [0] IMPLICIT signedAttrs, if present
     signature: bytes
+    digest_oid: str = ""
+    pkey_oid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Pkcs7:
+    """What pkcs7_parse_message() and the module-independent part of pkcs7_verify() make
+    of a signature blob: ``errno``/``kernel_says`` when the kernel's parser refuses it for
+    every kernel generation; the algorithm OIDs, which each generation supports
+    differently (checked against rule data); whether authenticated attributes are
+    present, which the module verifier refuses in 6.1 and 6.12."""
+
+    errno: str | None
+    kernel_says: str
+    problem: str
+    # which algorithm callback the decoder has passed when the error happens: "" (before
+    # the SignerInfo's digestAlgorithm), "digest_algo" or "pkey_algo". An algorithm the
+    # kernel does not support (ENOPKG) stops the parse where it is met, so this decides
+    # which of the two errors the kernel returns.
+    after: str = ""
+    signer: SignerInfo | None = None
+    signer_count: int = 0
+    has_authattrs: bool = False
+
+
+def _fail(errno: str, problem: str, says: str = "", after: str = "") -> Pkcs7:
+    return Pkcs7(errno, says, problem, after)
+
+
+def parse_pkcs7(blob: bytes) -> Pkcs7:
+    """Parse a module's PKCS#7 blob as pkcs7_parse_message() does; never raises."""
+    if len(blob) > ASN1_MAX_LEN:
+        return _fail(
+            "EMSGSIZE",
+            f"the PKCS#7 message is {len(blob)} bytes; the kernel's "
+            f"ASN.1 decoder takes at most {ASN1_MAX_LEN}",
+        )
+    from asn1crypto import cms, core, x509  # type: ignore[import-untyped]
+
+    try:
+        ci = cms.ContentInfo.load(blob)  # trailing bytes are ignored, as by the kernel
+        ci.dump(force=True)  # decode every element now, not lazily
+        if ci["content_type"].dotted != OID_SIGNED_DATA:
+            return _fail(
+                "EINVAL",
+                f"content type {ci['content_type'].dotted} is not signedData",
+                "PKCS7: Only support pkcs7_signedData type",
+            )
+        sd = ci["content"]
+        if isinstance(sd, core.Void) or not sd.contents:
+            # no SignedData, hence no SignerInfo: pkcs7_check_authattrs() finds none
+            return _fail(
+                "EINVAL",
+                "the message has no SignedData",
+                "PKCS7: Inconsistently supplied authAttrs",
+            )
+        version = sd["version"].contents
+        if version not in (b"\x01", b"\x03"):
+            return _fail(
+                "EINVAL",
+                f"SignedData version {version.hex()} is not 1 or 3",
+                "PKCS7: Unsupported SignedData version",
+            )
+        eci = sd["encap_content_info"]
+        data_type = eci["content_type"].dotted
+        if data_type not in (OID_DATA, OID_MS_INDIRECT_DATA):
+            return _fail(
+                "EINVAL",
+                f"encapsulated content type {data_type} is not data",
+                "PKCS7: Unsupported data type",
+            )
+        for cert in sd["certificates"] if sd["certificates"].contents else ():
+            if not isinstance(cert.chosen, x509.Certificate):
+                return _fail("EBADMSG", "an embedded certificate is not an X.509 certificate")
+            _ = cert.chosen.native  # pkcs7_extract_cert() → x509_cert_parse()
+        signers = []
+        have_authattrs = None
+        for si in sd["signer_infos"]:
+            failed = _signer_failure(si, version, data_type)
+            if failed is not None:
+                return failed
+            signers.append(_signer_info(si))
+            has = bool(si["signed_attrs"].contents)
+            if have_authattrs is not None and has != have_authattrs:
+                return _fail(
+                    "EINVAL",
+                    "some signers have authenticated attributes and some do not",
+                    "PKCS7: Inconsistently supplied authAttrs",
+                    "pkey_algo",
+                )
+            have_authattrs = has
+        if not signers:
+            return _fail(
+                "EINVAL",
+                "the SignedData has no SignerInfo",
+                "PKCS7: Inconsistently supplied authAttrs",
+            )
+    except Exception as e:  # any decoding failure of hostile bytes: the kernel's -EBADMSG
+        return _fail("EBADMSG", f"the PKCS#7 message does not decode ({_short(e)})")
+    # verify_pkcs7_message_sig() → pkcs7_supply_detached_data(), then pkcs7_verify()
+    if eci["content"].contents:
+        return Pkcs7(
+            "EBADMSG",
+            "PKCS#7 signature with non-detached data",
+            "the signature embeds its content instead of signing the module detached",
+            "pkey_algo",
+            signers[0],
+            len(signers),
+            bool(have_authattrs),
+        )
+    if data_type != OID_DATA:
+        return Pkcs7(
+            "EKEYREJECTED",
+            "PKCS7: Invalid module sig (not pkcs7-data)",
+            "the signed content is not pkcs7-data",
+            "pkey_algo",
+            signers[0],
+            len(signers),
+            bool(have_authattrs),
+        )
+    return Pkcs7(None, "", "", "", signers[0], len(signers), bool(have_authattrs))
+
+
+def _signer_failure(si: Any, sd_version: bytes, data_type: str) -> Pkcs7 | None:
+    """pkcs7_note_signerinfo_version(), the authenticated-attribute callbacks and
+    pkcs7_note_signed_info(), for one SignerInfo. The algorithm OIDs are left to the
+    checks: which ones are supported depends on the kernel (ENOPKG)."""
+    version = si["version"].contents
+    if version not in (b"\x01", b"\x03"):
+        return _fail(
+            "EINVAL",
+            f"SignerInfo version {version.hex()} is not 1 or 3",
+            "PKCS7: Unsupported SignerInfo version",
+        )
+    if (version == b"\x01") != (sd_version == b"\x01"):
+        return _fail(
+            "EBADMSG",
+            "SignerInfo and SignedData versions disagree",
+            "PKCS7: SignedData-SignerInfo version mismatch",
+        )
+    attrs = si["signed_attrs"]
+    if attrs.contents:
+        seen: set[str] = set()
+        for attr in attrs:
+            oid = attr["type"].dotted
+            values = attr["values"]
+            for value in values:
+                if oid in seen:
+                    return _fail(
+                        "EKEYREJECTED",
+                        f"authenticated attribute {oid} repeats",
+                        "PKCS7: Repeated/multivalue AuthAttrs not permitted",
+                        "digest_algo",
+                    )
+                if oid in (
+                    OID_CONTENT_TYPE,
+                    OID_MESSAGE_DIGEST,
+                    OID_SIGNING_TIME,
+                    OID_SMIME_CAPABILITIES,
+                    OID_MS_SP_OPUS_INFO,
+                    OID_MS_STATEMENT_TYPE,
+                ):
+                    seen.add(oid)
+                raw = value.dump()
+                if oid == OID_CONTENT_TYPE and raw[2:] != _oid_der(data_type):
+                    return _fail(
+                        "EBADMSG",
+                        "the contentType attribute differs from the content",
+                        "PKCS7: Mismatch between global data type and sinfo",
+                        "digest_algo",
+                    )
+                if oid == OID_MESSAGE_DIGEST and raw[:1] != b"\x04":
+                    return _fail(
+                        "EBADMSG",
+                        "the messageDigest attribute is not an OCTET STRING",
+                        "",
+                        "digest_algo",
+                    )
+                if oid == OID_SMIME_CAPABILITIES and data_type != OID_MS_INDIRECT_DATA:
+                    return _fail(
+                        "EKEYREJECTED",
+                        "an S/MIME capabilities attribute is present",
+                        "PKCS7: S/MIME Caps only allowed with Authenticode",
+                        "digest_algo",
+                    )
+                if oid in (OID_MS_SP_OPUS_INFO, OID_MS_STATEMENT_TYPE) and (
+                    data_type != OID_MS_INDIRECT_DATA
+                ):
+                    return _fail(
+                        "EKEYREJECTED",
+                        "an Authenticode attribute is present",
+                        "PKCS7: Authenticode AuthAttrs only allowed with Authenticode",
+                        "digest_algo",
+                    )
+        if OID_CONTENT_TYPE not in seen or OID_MESSAGE_DIGEST not in seen:
+            return _fail(
+                "EBADMSG",
+                "contentType or messageDigest attribute missing",
+                "PKCS7: Missing required AuthAttr",
+                "digest_algo",
+            )
+    elif data_type == OID_MS_INDIRECT_DATA:
+        return _fail(
+            "EBADMSG",
+            "Authenticode content without authenticated attributes",
+            "PKCS7: Authenticode requires AuthAttrs",
+            "pkey_algo",
+        )
+    return None
+
+
+def _oid_der(dotted: str) -> bytes:
+    from asn1crypto.core import ObjectIdentifier  # type: ignore[import-untyped]
+
+    return ObjectIdentifier(dotted).contents
+
+
+def _short(e: Exception) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:120]
+
+
+def _signer_info(si: Any) -> SignerInfo:
+    sid = si["sid"]
+    signer = key_id = issuer_der = serial = skid = None
+    if sid.name == "issuer_and_serial_number":
+        ias = sid.chosen
+        issuer = ias["issuer"]
+        issuer_der = issuer.dump()
+        for rdn in issuer.chosen:
+            for atv in rdn:
+                if atv["type"].dotted == _OID_COMMON_NAME:
+                    v = atv["value"]
+                    signer = v.native if isinstance(v.native, str) else None
+        raw_serial = ias["serial_number"].contents
+        serial = int.from_bytes(raw_serial, "big", signed=True)
+        key_id = _hex(raw_serial.lstrip(b"\0"))
+    else:
+        skid = sid.chosen.contents
+        key_id = _hex(skid)
+    digest_oid = si["digest_algorithm"]["algorithm"].dotted
+    attrs = si["signed_attrs"]
+    return SignerInfo(
+        signer,
+        key_id,
+        _HASH_OIDS.get(digest_oid),
+        issuer_der,
+        serial,
+        skid,
+        attrs.dump() if attrs.contents else None,
+        si["signature"].contents,
+        digest_oid,
+        si["signature_algorithm"]["algorithm"].dotted,
+    )
 
 
 def parse_signer_info(blob: bytes) -> SignerInfo | None:
-    """The first SignerInfo of a PKCS#7/CMS SignedData, or None if unparseable."""
-    try:
-        _, cs, ce = _tlv(blob, 0)  # ContentInfo
-        content = _children(blob, cs, ce)
-        _, sds, sde = _tlv(blob, content[1][1])  # [0] EXPLICIT SignedData
-        signed_data = _children(blob, sds, sde)
-        signer_infos = signed_data[-1]  # SET OF SignerInfo
-        first = _children(blob, signer_infos[1], signer_infos[2])[0]
-        info = _children(blob, first[1], first[2])
-        sid, digest_alg = info[1], info[2]
-        signer = key_id = issuer_der = serial = skid = None
-        if sid[0] == 0x30:  # IssuerAndSerialNumber
-            issuer, serial_el = _children(blob, sid[1], sid[2])[:2]
-            issuer_der = _element(blob, issuer)
-            for rdn in _children(blob, issuer[1], issuer[2]):
-                for atv in _children(blob, rdn[1], rdn[2]):
-                    typ, val = _children(blob, atv[1], atv[2])[:2]
-                    if _oid(blob[typ[1] : typ[2]]) == _OID_COMMON_NAME:
-                        signer = blob[val[1] : val[2]].decode("utf-8", "replace")
-            raw_serial = blob[serial_el[1] : serial_el[2]]
-            serial = int.from_bytes(raw_serial, "big", signed=True)
-            key_id = _hex(raw_serial.lstrip(b"\0"))
-        elif sid[0] == 0x80:  # [0] SubjectKeyIdentifier
-            skid = blob[sid[1] : sid[2]]
-            key_id = _hex(skid)
-        alg_oid = _children(blob, digest_alg[1], digest_alg[2])[0]
-        hash_algo = _HASH_OIDS.get(_oid(blob[alg_oid[1] : alg_oid[2]]))
-        rest = info[3:]
-        signed_attrs = None
-        if rest and rest[0][0] == 0xA0:
-            signed_attrs = _element(blob, rest[0])
-            rest = rest[1:]
-        signature = blob[rest[1][1] : rest[1][2]]  # after signatureAlgorithm
-        return SignerInfo(
-            signer, key_id, hash_algo, issuer_der, serial, skid, signed_attrs, signature
-        )
-    except (IndexError, ValueError):
-        return None
-
-
-def _element(blob: bytes, child: tuple[int, int, int]) -> bytes:
-    """The whole DER element (tag and length included) of a parsed child."""
-    _tag, cs, ce = child
-    start = cs - 2
-    while _tlv(blob, start)[1:] != (cs, ce):
-        start -= 1
-    return blob[start:ce]
+    """The first SignerInfo of a PKCS#7/CMS SignedData, or None if the kernel's parser
+    would refuse the message."""
+    p = parse_pkcs7(blob)
+    return p.signer if p.errno is None else None
 
 
 def verify(signed: bytes, blob: bytes, certs: list) -> tuple[str, str]:
