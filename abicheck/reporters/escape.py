@@ -57,10 +57,19 @@ def _escape_char(m: re.Match[str]) -> str:
     return _escape(m.group())
 
 
-def display(text: str) -> str:
-    """One input-controlled field as printable, single-line text."""
+def _escape_in_line(m: re.Match[str]) -> str:
+    c = m.group()
+    return c if c in "\r\n" else _escape(c)
+
+
+def display(text: str, *, keep_newlines: bool = False) -> str:
+    """One input-controlled field as printable, single-line text.
+
+    ``keep_newlines`` leaves CR and LF for a format that escapes them itself, exactly
+    (``--format github``: ``%0D``, ``%0A``, which the runner turns back into line breaks).
+    """
     if _UNSAFE.search(text):
-        text = _UNSAFE.sub(_escape_char, text)
+        text = _UNSAFE.sub(_escape_in_line if keep_newlines else _escape_char, text)
     if "#" in text:
         text = _COMMAND_ANYWHERE.sub(r"\\x23", text)
     return text

@@ -36,18 +36,19 @@ def escape_property(text: str) -> str:
 def annotation(f: Finding, result: Result, project_root: str | None = None) -> str:
     file, line = location(f, result.module, project_root)
     title = f"{f.rule} {f.name} ({result.kernel})"
-    # the runner's own escaping (%0A ...) keeps the annotation one command; display()
-    # first, so that no terminal escape or undecodable byte reaches the log either
+    # The runner's own escaping (%0A ...) keeps the annotation one command and its line
+    # breaks exact; display() before it, so that no terminal escape, C1 or undecodable
+    # byte reaches the log either.
     lines = [f.message]
     if f.kernel_says:
         lines += ["kernel says: " + s for s in f.kernel_says.split("\n")]
-    lines = [display(s) for s in lines]
-    lines.append(f"fix: {display(f.fix)}")
+    lines.append(f"fix: {f.fix}")
+    message = display("\n".join(lines), keep_newlines=True)
     props = ",".join(
-        f"{key}={escape_property(display(value))}"
+        f"{key}={escape_property(display(value, keep_newlines=True))}"
         for key, value in (("file", file), ("line", str(line)), ("title", title))
     )
-    return f"::{COMMAND[f.severity]} {props}::{escape_data(chr(10).join(lines))}"
+    return f"::{COMMAND[f.severity]} {props}::{escape_data(message)}"
 
 
 def report(
