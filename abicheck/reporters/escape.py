@@ -132,4 +132,3 @@ def json_text(text: str) -> str:
         # JSON itself never writes '#' outside a string; \u0023 decodes to the same '#'
         text = _COMMAND_ANYWHERE.sub(r"\\u0023", text)
     return text
-

@@ -124,9 +124,7 @@ def _suite(
         passing = [f for f in found if f.severity.rank > fail_on.rank]
         if passing:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n\n".join(
-                _describe(f, location(f, result.module, root)) for f in passing
-            )
+            out.text = "\n\n".join(_describe(f, location(f, result.module, root)) for f in passing)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
