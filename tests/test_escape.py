@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO, sample, sample_kernel
 
 from abicheck.reporters import FORMATS
-from abicheck.reporters.escape import display, display_path, json_text, safe_text
+from abicheck.reporters.escape import display, display_lines, display_path, json_text, safe_text
 
 K47 = "6.1.0-47-amd64"
 
@@ -235,3 +235,10 @@ def test_json_text_keeps_values_but_not_lone_surrogates():
         assert "\x9b" not in encoded and "##[" not in encoded
         back = json.loads(encoded)
         assert back == {"p": "a\\xff", "e": "\U0001f600", "b": "\\udcff", "c": "\x9b ##[x]"}
+
+
+def test_display_lines_keeps_the_layout_of_a_finished_report():
+    report = "CONFIG_X: y -> n\n  \x1b]0;t\x07 from ::add-mask::k\n::warning::w\n"
+    assert display_lines(report) == (
+        "CONFIG_X: y -> n\n  \\x1b]0;t\\x07 from ::add-mask::k\n\\x3a:warning::w\n"
+    )

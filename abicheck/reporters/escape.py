@@ -94,6 +94,12 @@ def safe_text(text: str) -> str:
     return text
 
 
+def display_lines(text: str) -> str:
+    """A finished multi-line report from a producer that did not escape its fields: each
+    line through :func:`display`, then :func:`safe_text`."""
+    return safe_text("\n".join(display(line) for line in text.split("\n")))
+
+
 def message_line(text: str) -> str:
     """A message for people on standard error: one line, whatever its parts held."""
     return safe_text(display(text))
