@@ -33,6 +33,7 @@ import re
 # them), and lone surrogates: os.fsdecode turns an undecodable file-name byte 0xNN into
 # U+DCNN ("surrogateescape"), which cannot be encoded as UTF-8 at all.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE_NOT_LF = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # The runner's older command syntax and Azure's: matched anywhere in a line, so broken
 # wherever they occur. Azure compares case-insensitively.
@@ -89,9 +90,18 @@ def safe_text(text: str) -> str:
     command, whatever the fields in it said. Idempotent; clean text passes unchanged."""
     if "#" in text:
         text = _COMMAND_ANYWHERE.sub(r"\\x23", text)
-    if ":" in text:
+    if "::" in text:
         text = _COMMAND_AT_START.sub(r"\1\\x3a", text)
     return text
+
+
+def needs_display(joined: str, lines: int) -> bool:
+    """Whether fields joined into ``lines`` lines (one LF each) hold anything
+    :func:`display` would change: a fast test over the whole report, so that clean
+    reports, nearly all of them, skip escaping field by field."""
+    return (
+        joined.count("\n") != lines or _UNSAFE_NOT_LF.search(joined) is not None or "##" in joined
+    )
 
 
 def display_lines(text: str) -> str:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
-from abicheck.reporters.escape import display, display_path, safe_text
+from abicheck.reporters.escape import display, display_path, needs_display, safe_text
 
 Segment = tuple[str, str | None]
 Line = list[Segment]
@@ -41,11 +41,14 @@ def report(
         tail += _summary(results)
     tail += [[(f"For more information: abicheck rule {rule}", None)] for rule in fired]
     matrix = len(targets) > 1 and len(results) > 1
-    # every segment may carry module or file-name text: escaped one by one, then the
-    # whole report once more for what only a line as a whole can show
-    lines = [[(display(text), style) for text, style in line] for line in lines]
+    plain = "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
+    if needs_display(plain, len(lines) + len(tail)):
+        # a segment carries module or file-name bytes: escaped one by one (rare)
+        lines = [[(display(text), style) for text, style in line] for line in lines]
+        plain = "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
+    # then the whole report, for what only a line as a whole can show
     if not color and not matrix:
-        return safe_text("".join("".join(text for text, _ in line) + "\n" for line in lines + tail))
+        return safe_text(plain)
     return safe_text(_render(lines, tail, results, targets if matrix else None, color))
 
 
