@@ -36,7 +36,7 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _UNSAFE_NOT_LF = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # The runner's older command syntax and Azure's: matched anywhere in a line, so broken
-# wherever they occur. Azure compares case-insensitively.
+# wherever they occur; "vso" in any case, to be safe whatever the agent compares.
 _COMMAND_ANYWHERE = re.compile(r"#(?=#(?:\[|[vV][sS][oO]\[))")
 # After leading whitespace (what .NET's TrimStart removes) and the SGR colour codes a
 # reporter itself wrote, "::" would start a workflow command.
