@@ -70,7 +70,10 @@ def _per_kernel(values: Sequence[str], count: int, option: str) -> list[str | No
 
 
 def _error(message: str) -> None:
-    click.echo(f"abicheck: error: {message}", err=True)
+    # messages name input files and quote their bytes: one escaped line, always
+    from abicheck.reporters.escape import message_line
+
+    click.echo(message_line(f"abicheck: error: {message}"), err=True)
 
 
 def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
@@ -432,7 +435,9 @@ def profile_save(
     except (AbicheckError, OSError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    click.echo(f"saved {target.id} ({target.source}) to {output}", err=True)
+    from abicheck.reporters.escape import message_line
+
+    click.echo(message_line(f"saved {target.id} ({target.source}) to {output}"), err=True)
 
 
 @main.command()

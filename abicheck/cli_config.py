@@ -63,16 +63,25 @@ def _toolchain_options(f):
 
 
 def _fail(error: Exception) -> None:
-    click.echo(f"abicheck: error: {error}", err=True)
+    from abicheck.reporters.escape import message_line
+
+    click.echo(message_line(f"abicheck: error: {error}"), err=True)
     sys.exit(EXIT_USAGE)
 
 
-def _emit(text: str, output_file: str | None) -> None:
-    if output_file:
-        with open(output_file, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        click.echo(text, nl=False)
+def _emit(text: str, output_file: str | None, fmt: str = "text") -> None:
+    # config values and paths come from the trees read: escaped at this edge
+    from abicheck.reporters.escape import display_lines, json_text
+
+    text = json_text(text) if fmt == "json" else display_lines(text)
+    try:
+        if output_file:
+            with open(output_file, "w", encoding="utf-8") as f:
+                f.write(text)
+        else:
+            click.echo(text, nl=False)
+    except OSError as e:
+        _fail(AbicheckError(output_file, f"cannot write the report: {e.strerror or e}"))
 
 
 def _toolchain(make_vars: Sequence[str], search_path: str | None):
@@ -176,7 +185,7 @@ def diff_command(
         module_h,
     )
     text = report.diff_json(result) if fmt == "json" else report.diff_text(result, show_all)
-    _emit(text, output_file)
+    _emit(text, output_file, fmt)
     sys.exit(EXIT_FINDINGS if report.abi_relevant(result.findings) else EXIT_OK)
 
 
@@ -249,9 +258,9 @@ def explain_command(
             {"impact": e.impact.value, "where": e.where, "detail": e.detail} for e in effects
         ]
         d["abi_notes"] = notes
-        click.echo(json.dumps(d, indent=2))
+        _emit(json.dumps(d, indent=2) + "\n", None, "json")
     else:
-        click.echo(report.explain_text(info, rows), nl=False)
+        _emit(report.explain_text(info, rows), None)
     sys.exit(EXIT_OK)
 
 
@@ -305,5 +314,5 @@ def predict_command(
         if fmt == "json"
         else report.predict_text(prediction, show_all)
     )
-    _emit(text, output_file)
+    _emit(text, output_file, fmt)
     sys.exit(EXIT_FINDINGS if report.abi_relevant(prediction.findings) else EXIT_OK)

@@ -16,7 +16,14 @@ from abicheck.model import Verdict
 
 
 def _error(message: str) -> None:
-    click.echo(f"abicheck: error: {message}", err=True)
+    _say(f"abicheck: error: {message}")
+
+
+def _say(message: str) -> None:
+    # messages name input files and quote their bytes: one escaped line, always
+    from abicheck.reporters.escape import message_line
+
+    click.echo(message_line(message), err=True)
 
 
 def _selectors(values: tuple[str, ...] | None) -> list[str]:
@@ -135,10 +142,12 @@ def run_check(opts: dict[str, Any]) -> int:
         except AbicheckError as e:
             _error(str(e))
             return EXIT_USAGE
-        click.echo(
+        except OSError as e:
+            _error(f"{baseline_path}: cannot write the baseline: {e.strerror or e}")
+            return EXIT_USAGE
+        _say(
             f"abicheck: recorded {len(prints)} findings in {baseline_path}; later runs "
-            "report only new ones",
-            err=True,
+            "report only new ones"
         )
         results = gate.apply(results, settings, ["ALL"], [], set(prints), fingerprint)
 
@@ -157,7 +166,8 @@ def run_check(opts: dict[str, Any]) -> int:
     except AbicheckError as e:
         _error(str(e))
         return EXIT_USAGE
-    _write(written, opts["output_file"], use_color)
+    if not _write(written, opts["output_file"], use_color):
+        return EXIT_USAGE
     unusable = bool(target_errors) or any(r.verdict is Verdict.UNREADABLE for r in results)
     return gate.exit_code(results, fail_on, exit_zero, unusable)
 
@@ -168,20 +178,25 @@ def _use_color(color: str, output_file: str | None) -> bool:
     return output_file is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _write(written: str | list[tuple[str, str]], output_file: str | None, color: bool) -> None:
+def _write(written: str | list[tuple[str, str]], output_file: str | None, color: bool) -> bool:
     """A reporter returns its text, or (suffix, text) pairs when one report is several files
-    (SARIF fleets larger than one upload takes)."""
+    (SARIF fleets larger than one upload takes). The text is already escaped by the
+    reporter. False, after a one-line error, when a file cannot be written."""
     if isinstance(written, str):
         written = [("", written)]
     for suffix, text in written:
         if output_file:
             base, ext = os.path.splitext(output_file)
-            with open(
-                f"{base}{suffix}{ext}" if suffix else output_file, "w", encoding="utf-8"
-            ) as f:
-                f.write(text)
+            name = f"{base}{suffix}{ext}" if suffix else output_file
+            try:
+                with open(name, "w", encoding="utf-8") as f:
+                    f.write(text)
+            except OSError as e:
+                _error(f"{name}: cannot write the report: {e.strerror or e}")
+                return False
         else:
             click.echo(text, nl=False, color=color)
+    return True
 
 
 def _progress(opts: dict[str, Any], total: int):
@@ -243,9 +258,7 @@ def run_upgrade(
     release = from_release or os.uname().release
     modules = extra_modules(root, release)
     if not modules:
-        click.echo(
-            f"abicheck: no modules outside the kernel package for {release} under {root}", err=True
-        )
+        _say(f"abicheck: no modules outside the kernel package for {release} under {root}")
         return 0
     targets, errors = load_targets([to], vmlinux, modules_dirs)
     for e in errors:
@@ -256,15 +269,15 @@ def run_upgrade(
     for error in output.errors:
         _error(str(error))
     text = get_reporter(fmt)(output.results, targets, _use_color("auto", None))
-    _write(text, None, _use_color("auto", None))
+    if not _write(text, None, _use_color("auto", None)):
+        return EXIT_USAGE
     bad = [
         r
         for r in output.results
         if r.verdict in (Verdict.REFUSED, Verdict.LOADS_UNSAFE, Verdict.UNREADABLE)
     ]
-    click.echo(
+    _say(
         f"abicheck: {len(bad)} of {len(output.results)} module(s) installed for "
-        f"{release} will not work with {targets[0].release}",
-        err=True,
+        f"{release} will not work with {targets[0].release}"
     )
     return 1 if bad else 0

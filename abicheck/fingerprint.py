@@ -46,7 +46,8 @@ def fingerprint(finding: Finding, module_rel: str, target_release: str) -> str:
     """A finding's stable identity across runs, machines and checkouts (recipe above)."""
     payload = [FINGERPRINT_VERSION, finding.rule, module_rel, target_release, identity(finding)]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    # surrogateescape: a module path that is not UTF-8 hashes as its bytes, not a crash
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 # --- paths ----------------------------------------------------------------------------

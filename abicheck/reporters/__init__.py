@@ -1,4 +1,8 @@
-"""Reporters turn results into text for people or machines; they never compute verdicts."""
+"""Reporters turn results into text for people or machines; they never compute verdicts.
+
+Module and file-name text is hostile: every reporter passes it through
+:mod:`abicheck.reporters.escape` before it is printed.
+"""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from abicheck.model import Finding, KernelTarget, Result, Severity
+from abicheck.reporters.escape import display, safe_text
 from abicheck.reporters.sarif import location
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -35,15 +36,19 @@ def escape_property(text: str) -> str:
 def annotation(f: Finding, result: Result, project_root: str | None = None) -> str:
     file, line = location(f, result.module, project_root)
     title = f"{f.rule} {f.name} ({result.kernel})"
+    # The runner's own escaping (%0A ...) keeps the annotation one command and its line
+    # breaks exact; display() before it, so that no terminal escape, C1 or undecodable
+    # byte reaches the log either.
     lines = [f.message]
     if f.kernel_says:
-        lines += ["kernel says: " + s for s in f.kernel_says.splitlines()]
+        lines += ["kernel says: " + s for s in f.kernel_says.split("\n")]
     lines.append(f"fix: {f.fix}")
+    message = display("\n".join(lines), keep_newlines=True)
     props = ",".join(
-        f"{key}={escape_property(value)}"
+        f"{key}={escape_property(display(value, keep_newlines=True))}"
         for key, value in (("file", file), ("line", str(line)), ("title", title))
     )
-    return f"::{COMMAND[f.severity]} {props}::{escape_data(chr(10).join(lines))}"
+    return f"::{COMMAND[f.severity]} {props}::{escape_data(message)}"
 
 
 def report(
@@ -61,6 +66,6 @@ def report(
         counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in counts.items()) or "nothing checked"
     pairs = "pair" if len(results) == 1 else "pairs"
-    # a plain log line; a module path never starts it, so it cannot read as a command
-    out.append(f"abicheck: {len(results)} (module, kernel) {pairs}: {summary}")
+    # a plain log line, not a command: "abicheck:" starts it
+    out.append(safe_text(f"abicheck: {len(results)} (module, kernel) {pairs}: {summary}"))
     return "\n".join(out) + "\n"

@@ -12,6 +12,7 @@ from typing import Any
 
 from abicheck import __version__
 from abicheck.model import Finding, KernelTarget, Result
+from abicheck.reporters.escape import json_text
 
 SCHEMA_VERSION = 1
 
@@ -82,4 +83,4 @@ def report(
 ) -> str:
     doc = document(results, targets)
     # indent forces json's pure-Python encoder, which costs seconds on a module tree
-    return json.dumps(doc, indent=2 if len(results) <= 100 else None) + "\n"
+    return json_text(json.dumps(doc, indent=2 if len(results) <= 100 else None)) + "\n"

@@ -24,30 +24,38 @@ from collections.abc import Sequence
 
 from abicheck import checks, ruledata
 from abicheck.model import Finding, KernelTarget, Result, Severity, Verdict
+from abicheck.reporters.escape import display, safe_text
 from abicheck.reporters.sarif import location, project_path
 
 UNREADABLE_RULE = "IN001"
 
-# XML 1.0 cannot carry most control characters, even escaped; module names and modinfo
-# strings come from untrusted files
+# XML 1.0 cannot carry most control characters, even as character references; display()
+# writes them as visible text first, this catches what it leaves (U+FFFE, U+FFFF)
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+def _xml(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _clean(text: str) -> str:
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """One field from an input, as one line of XML-safe text."""
+    return _xml(display(text))
 
 
 def _describe(f: Finding, where: tuple[str, int]) -> str:
-    lines = [f"{f.severity.value} {f.rule} {f.name}: {f.message}", f"  at {where[0]}:{where[1]}"]
+    lines = [
+        f"{f.severity.value} {f.rule} {f.name}: {_clean(f.message)}",
+        f"  at {_clean(where[0])}:{where[1]}",
+    ]
     if f.kernel_says:
-        lines += [f"  kernel says: {s}" for s in f.kernel_says.splitlines()]
+        lines += [f"  kernel says: {_clean(s)}" for s in f.kernel_says.split("\n")]
     if f.errno:
         lines.append(f"  insmod fails with {f.errno}")
-    lines.append(f"  fix: {f.fix}")
+    lines.append(f"  fix: {_clean(f.fix)}")
     if f.evidence:
-        lines.append(
-            "  evidence: " + json.dumps(dict(f.evidence), sort_keys=True, ensure_ascii=False)
-        )
+        evidence = json.dumps(dict(f.evidence), sort_keys=True, ensure_ascii=False)
+        lines.append("  evidence: " + _clean(evidence))
     return "\n".join(lines)
 
 
@@ -64,8 +72,8 @@ def _rule_ids(result: Result) -> list[str]:
 def _suite(
     result: Result, target: KernelTarget | None, root: str | None, fail_on: Severity
 ) -> ET.Element:
-    module = project_path(result.module or ".", root)
-    name = f"{module} [{result.kernel}]"
+    module = _clean(project_path(result.module or ".", root))
+    name = f"{module} [{_clean(result.kernel)}]"
     by_rule: dict[str, list[Finding]] = {}
     for f in result.findings:
         by_rule.setdefault(f.rule, []).append(f)
@@ -110,15 +118,13 @@ def _suite(
             failure = ET.SubElement(
                 case, "failure", message=_clean(first.message + more), type=first.severity.value
             )
-            failure.text = _clean(
-                "\n\n".join(_describe(f, location(f, result.module, root)) for f in failing)
+            failure.text = "\n\n".join(
+                _describe(f, location(f, result.module, root)) for f in failing
             )
         passing = [f for f in found if f.severity.rank > fail_on.rank]
         if passing:
             out = ET.SubElement(case, "system-out")
-            out.text = _clean(
-                "\n\n".join(_describe(f, location(f, result.module, root)) for f in passing)
-            )
+            out.text = "\n\n".join(_describe(f, location(f, result.module, root)) for f in passing)
     suite.set("tests", str(tests))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
@@ -162,4 +168,4 @@ def report(
     root = document(results, targets, project_root, fail_on)
     ET.indent(root, space="  ")
     body = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+    return safe_text('<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n")

@@ -48,6 +48,7 @@ from abicheck.fingerprint import (  # noqa: F401  (re-exported)
     project_path,
 )
 from abicheck.model import Finding, KernelTarget, Result, Severity
+from abicheck.reporters.escape import json_text
 from abicheck.ruledoc import rule_as_text
 
 SARIF_VERSION = "2.1.0"
@@ -126,7 +127,9 @@ def location(
 def artifact_location(path: str) -> dict[str, str]:
     if os.path.isabs(path):
         return {"uri": PurePosixPath(path).as_uri()}
-    return {"uri": quote(path), "uriBaseId": SRCROOT}
+    # bytes, not str: a file name that is not UTF-8 is still a URI (%FF), where quote()
+    # of the surrogate-escaped str would raise
+    return {"uri": quote(os.fsencode(path)), "uriBaseId": SRCROOT}
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -358,7 +361,7 @@ def documents(
 def dumps(doc: dict[str, Any]) -> str:
     # indent forces json's pure-Python encoder: only for the small runs people read
     compact = sum(len(r["results"]) for r in doc["runs"]) > 2000
-    return json.dumps(doc, indent=None if compact else 2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(doc, indent=None if compact else 2, ensure_ascii=False)) + "\n"
 
 
 def report(

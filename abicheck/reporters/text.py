@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
+from abicheck.reporters.escape import display, display_path, needs_display, safe_text
 
 Segment = tuple[str, str | None]
 Line = list[Segment]
@@ -40,9 +41,15 @@ def report(
         tail += _summary(results)
     tail += [[(f"For more information: abicheck rule {rule}", None)] for rule in fired]
     matrix = len(targets) > 1 and len(results) > 1
+    plain = "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
+    if needs_display(plain, len(lines) + len(tail)):
+        # a segment carries module or file-name bytes: escaped one by one (rare)
+        lines = [[(display(text), style) for text, style in line] for line in lines]
+        plain = "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
+    # then the whole report, for what only a line as a whole can show
     if not color and not matrix:
-        return "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
-    return _render(lines, tail, results, targets if matrix else None, color)
+        return safe_text(plain)
+    return safe_text(_render(lines, tail, results, targets if matrix else None, color))
 
 
 def _render(
@@ -78,7 +85,10 @@ def _render(
 
 def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Line]:
     lines: list[Line] = [
-        [(r.module, "bold"), (f"  →  {r.target}  ({target.source if target else r.target})", None)]
+        [
+            (display_path(r.module), "bold"),
+            (f"  →  {r.target}  ({target.source if target else r.target})", None),
+        ]
     ]
     verdict: Line = [("  verdict: ", None), (r.verdict.value, _VERDICT_STYLE[r.verdict])]
     taints = ", ".join(f"{t.letter} ({t.description})" for t in r.taints)
@@ -108,7 +118,9 @@ def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Li
             ]
         )
         if f.kernel_says:
-            for i, said in enumerate(f.kernel_says.splitlines()):
+            # the kernel logs one line per newline, so a newline in the module's text
+            # starts a line here too (indented, and escaped otherwise)
+            for i, said in enumerate(f.kernel_says.split("\n")):
                 prefix = "kernel says: " if i == 0 else "             "
                 lines.append([(f"          {prefix}{said}", "dim" if i else None)])
         if f is stop:
@@ -150,12 +162,15 @@ def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]):
     table = Table(title="verdicts", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("module")
     for t in targets:
-        table.add_column(t.release if sum(x.release == t.release for x in targets) == 1 else t.id)
+        # Text, never str: rich would read markup ("[link=...]") in a plain string
+        table.add_column(
+            Text(display(t.release if sum(x.release == t.release for x in targets) == 1 else t.id))
+        )
     rows: dict[str, dict[str, Result]] = {}
     for r in results:
         rows.setdefault(r.module, {})[r.target] = r
     for module, cells in rows.items():
-        row = [Text(module)]
+        row = [Text(display_path(module))]
         for t in targets:
             r = cells.get(t.id)
             if r is None:
