@@ -25,19 +25,19 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
 )
 
 # Per module. The largest Debian module is amdgpu.ko: 19 MiB in 6.1, 28 MiB (from a
-# 4 MiB .ko.xz) in 6.12; debug info multiplies that by a few. 256 MiB leaves room for
-# that and keeps a run's memory bounded: the runner reads modules one at a time per
-# worker, so bombs cost at most workers × 256 MiB (1 GiB at -j 4), where 1 GiB per
-# module cost 4 GiB and more.
-DEFAULT_LIMIT = 256 << 20
+# 4 MiB .ko.xz) in 6.12; out-of-tree modules with debug info stay well under 100 MiB.
+# A bomb costs this much per worker (plus the decoder's window, up to 128 MiB for zstd):
+# measured on 4 zstd bombs at -j 4, 1 GiB gave 7.7 GiB, 256 MiB 1.7 GiB summed over the
+# workers, this 128 MiB stays under 1.5 GiB. --max-module-size raises it for one run.
+DEFAULT_LIMIT = 128 << 20
 
 # Output per decompression step: the bigger, the fewer Python-level steps; the smaller,
 # the less a bomb allocates past the limit before it is caught.
 _STEP = 4 << 20
 # zstd and lz4 decoders take no output bound: their input is fed in small pieces instead.
-# zstd expands at most ~128 KiB per 4 input bytes (an RLE block), so 1 KiB in keeps one
-# step under 32 MiB.
-_ZSTD_IN = 1024
+# zstd expands at most ~128 KiB per 4 input bytes (an RLE block), so 256 bytes in keep one
+# step under 8 MiB.
+_ZSTD_IN = 256
 _LZ4_BLOCK_MAX = 8 << 20  # the kernel's lz4 legacy format: 8 MiB per block
 _LZ4_MAGIC = 0x184C2102
 _LZO_BLOCK_MAX = 64 << 20  # lzop writes 256 KiB blocks; a bigger one is corrupt
