@@ -128,6 +128,12 @@ def run_check(opts: dict[str, Any]) -> int:
     )
     for error in output.errors:
         _error(str(error))
+    # a target input read lazily (a profile's BTF) that failed during the checks: the
+    # target is dropped like one that failed to load
+    for t in sorted(output.target_errors):
+        _error(str(output.target_errors[t]))
+        target_errors.append(output.target_errors[t])
+    targets = [t for i, t in enumerate(targets) if i not in output.target_errors]
     results = gate.apply(output.results, settings, select, ignore, baseline, fingerprint)
     if opts.get("require_layout") or getattr(settings, "require_layout", False):
         results = gate.require_layouts(results)

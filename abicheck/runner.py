@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from abicheck.context import Assumptions, BuildTree, RunContext, RunEntry
 from abicheck.engine import check_module, unreadable_result
-from abicheck.errors import ModuleReadError
+from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Module, Result
 from abicheck.readers.module import read_module
 
@@ -29,6 +29,9 @@ PARALLEL_THRESHOLD = 48
 class RunOutput:
     errors: list[ModuleReadError]  # unreadable inputs, in input order
     results: list[Result]  # target-major, inputs in order
+    # targets whose input failed while being read lazily (a profile's BTF), by their
+    # index in the targets given: they have no results, the others keep theirs
+    target_errors: dict[int, TargetError] = field(default_factory=dict)
 
 
 def _read(path: str | ModuleReadError, limit: int, certs: list | None) -> Module | ModuleReadError:
@@ -72,16 +75,24 @@ def run_checks(
         modules = [m for m in items if isinstance(m, Module)]
         run = RunContext.of(modules, assumptions, build_tree)
         results = []
-        for target in targets:
+        failed: dict[int, TargetError] = {}
+        for t, target in enumerate(targets):
+            mine = []
             for item in items:
-                results.append(
-                    unreadable_result(item, target)
-                    if isinstance(item, ModuleReadError)
-                    else check_module(item, target, run)
-                )
+                try:
+                    mine.append(
+                        unreadable_result(item, target)
+                        if isinstance(item, ModuleReadError)
+                        else check_module(item, target, run)
+                    )
+                except TargetError as e:
+                    failed[t] = e
+                    break
                 if progress:
                     progress.advance(task)
-    return RunOutput([i for i in items if isinstance(i, ModuleReadError)], results)
+            if t not in failed:
+                results += mine
+    return RunOutput([i for i in items if isinstance(i, ModuleReadError)], results, failed)
 
 
 class _Null:
@@ -109,10 +120,14 @@ def _worker(
         out = []
         for t, target in enumerate(targets):
             for n, (i, item) in enumerate(items, 1):
-                if isinstance(item, ModuleReadError):
-                    out.append((t, i, unreadable_result(item, target)))
-                else:
-                    out.append((t, i, check_module(item, target, run)))
+                try:
+                    if isinstance(item, ModuleReadError):
+                        out.append((t, i, unreadable_result(item, target)))
+                    else:
+                        out.append((t, i, check_module(item, target, run)))
+                except TargetError as e:  # this target is unusable; the others go on
+                    out.append((t, -1, e))
+                    break
                 if n % 100 == 0:
                     conn.send(("tick", 100))
         conn.send(("done", out))
@@ -158,7 +173,7 @@ def _run_parallel(
     entries = [e for e in ordered if isinstance(e, RunEntry)]
     for _proc, conn in workers:
         conn.send(entries)
-    collected: dict[tuple[int, int], Result] = {}
+    collected: dict[tuple[int, int], Result | TargetError] = {}
     for proc, conn in workers:
         while True:
             got = conn.recv()
@@ -172,9 +187,15 @@ def _run_parallel(
         proc.join()
     if tick:
         tick(0)
-    results = [collected[(t, i)] for t in range(len(targets)) for i in range(len(paths))]
+    failed = {t: e for (t, i), e in collected.items() if i == -1}
+    results = [
+        collected[(t, i)]  # type: ignore[misc]
+        for t in range(len(targets))
+        if t not in failed
+        for i in range(len(paths))
+    ]
     errors = [e for e in ordered if isinstance(e, ModuleReadError)]
-    return RunOutput(errors, results)
+    return RunOutput(errors, results, failed)  # type: ignore[arg-type]
 
 
 def _raise_if_error(got: object) -> None:

@@ -15,13 +15,40 @@ import re
 from collections.abc import Iterable, Mapping
 
 _TOKEN = re.compile(
-    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>0[xX][0-9a-fA-F]+|\d+)[uUlL]*'
+    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>(?:0[xX][0-9a-fA-F]+|\d+)[uUlL]*)'
     r"|(?P<id>[A-Za-z_]\w*)|(?P<op>&&|\|\||==|!=|<=|>=|<<|>>|[-+*/%()!<>~&|^?:,]))"
 )
 
 
+# What one expression or string may expand to: vermagic.h's VERMAGIC_STRING is under 200
+# characters. The bounds turn a hostile header into a PreprocessorError, not a hang.
+_MAX_EXPANSION = 1 << 16
+_MAX_MACRO_DEPTH = 64
+_MAX_FILES = 256  # files read per Preprocessor: vermagic.h pulls in about ten
+
+
 class PreprocessorError(ValueError):
     pass
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]*)|([0-7]{1,3})|(.))", re.S)
+
+
+def _unescape(body: str) -> str:
+    """The characters of a C string literal's body (C11 6.4.4.4 escapes)."""
+
+    def one(m: re.Match[str]) -> str:
+        hexa, octal, other = m.groups()
+        if hexa is not None:
+            if not hexa:
+                raise PreprocessorError("\\x used with no following hex digits")
+            return chr(int(hexa, 16) & 0xFF)  # a char holds 8 bits
+        if octal is not None:
+            return chr(int(octal, 8) & 0xFF)
+        return _ESCAPES.get(other, other)  # \\ \" \' \? stand for themselves
+
+    return _ESCAPE.sub(one, body)
 
 
 class Preprocessor:
@@ -52,6 +79,8 @@ class Preprocessor:
     def process_file(self, path: str, depth: int = 0) -> None:
         if depth > self.max_depth:
             raise PreprocessorError(f"{path}: #include nested too deeply")
+        if len(self.files) >= _MAX_FILES:  # a.h including b.h twice, b.h a.h twice ...
+            raise PreprocessorError(f"{path}: more than {_MAX_FILES} files included")
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read()
         self.files.append(path)
@@ -126,10 +155,13 @@ class Preprocessor:
         )
         tokens = self._tokens(self._expand(expr))
         parser = _ExprParser(tokens)
-        value = parser.ternary()
+        try:
+            value = parser.ternary()
+        except RecursionError:  # a backstop: nesting is bounded by _MAX_NESTING
+            raise PreprocessorError(f"#if expression nested too deeply: {expr[:80]!r}") from None
         if parser.pos != len(tokens):
-            raise PreprocessorError(f"cannot evaluate #if {expr!r}")
-        return value
+            raise PreprocessorError(f"cannot evaluate #if {expr[:80]!r}")
+        return value[0]
 
     def _defined(self, name: str) -> str:
         return "1" if name in self.macros else "0"
@@ -141,10 +173,26 @@ class Preprocessor:
         return "1" if value else "0"
 
     def _expand(self, text: str, seen: frozenset[str] = frozenset()) -> str:
+        """``text`` with its object-like macros replaced, recursively, C's rule that a
+        macro is not expanded inside its own expansion keeping it finite; the bounds
+        keep it small (``#define B A A`` over 40 levels is 2**40 tokens)."""
+        budget = [_MAX_EXPANSION]
+        return self._expand_in(text, seen, budget)
+
+    def _expand_in(self, text: str, seen: frozenset[str], budget: list[int]) -> str:
+        if len(seen) > _MAX_MACRO_DEPTH:
+            raise PreprocessorError(f"macros nested more than {_MAX_MACRO_DEPTH} deep")
+
         def repl(m: re.Match[str]) -> str:
             name = m.group(0)
             if name in self.macros and name not in seen:
-                return self._expand(self.macros[name], seen | {name})
+                out = self._expand_in(self.macros[name], seen | {name}, budget)
+                budget[0] -= len(out)
+                if budget[0] < 0:
+                    raise PreprocessorError(
+                        f"macro expansion beyond {_MAX_EXPANSION} characters (from {name})"
+                    )
+                return out
             return name
 
         # identifiers outside string literals
@@ -179,29 +227,80 @@ class Preprocessor:
         for tok in self._tokens(expansion) if expansion else []:
             if not tok.startswith('"'):
                 raise PreprocessorError(f"{macro} expands to non-string token {tok!r}")
-            out.append(bytes(tok[1:-1], "utf-8").decode("unicode_escape"))
+            out.append(_unescape(tok[1:-1]))
         return "".join(out)
 
 
-class _ExprParser:
-    """Recursive descent over C's integer expression grammar, no side effects."""
+# C11 6.10.1p4: #if arithmetic is done in intmax_t / uintmax_t, 64 bits on every Linux
+# target. A value is (integer, unsigned?) with the integer already wrapped to its type.
+_BITS = 64
+_MASK = (1 << _BITS) - 1
+_Value = tuple[int, bool]
+# Nesting of parentheses, unary operators and ?: . Real headers stay under ten; each level
+# costs a few Python frames, and this keeps far below the interpreter's recursion limit.
+_MAX_NESTING = 100
 
-    _BINARY = (
-        ("||",),
-        ("&&",),
-        ("|",),
-        ("^",),
-        ("&",),
-        ("==", "!="),
-        ("<", ">", "<=", ">="),
-        ("<<", ">>"),
-        ("+", "-"),
-        ("*", "/", "%"),
-    )
+
+def _wrap(v: int, unsigned: bool) -> _Value:
+    v &= _MASK
+    if not unsigned and v >> (_BITS - 1):
+        v -= 1 << _BITS
+    return v, unsigned
+
+
+def _number(tok: str) -> _Value:
+    """An integer constant: decimal, 0x hex or 0-prefixed octal, suffixes u/l/ll."""
+    digits = tok.rstrip("uUlL")
+    unsigned = "u" in tok[len(digits) :].lower()
+    try:
+        if digits[:2] in ("0x", "0X"):
+            v = int(digits[2:], 16)
+        elif digits.startswith("0"):
+            v = int(digits, 8)
+        else:
+            v = int(digits)
+    except ValueError:
+        raise PreprocessorError(f"invalid integer constant {tok!r}") from None
+    if v > _MASK:
+        raise PreprocessorError(f"integer constant {tok!r} is too large for uintmax_t")
+    # a constant that does not fit intmax_t is unsigned (C11 6.4.4.1; GCC says
+    # "integer constant is so large that it is unsigned" for a decimal one)
+    return v, unsigned or v >> (_BITS - 1) != 0
+
+
+_PRECEDENCE = {
+    "||": 1,
+    "&&": 2,
+    "|": 3,
+    "^": 4,
+    "&": 5,
+    "==": 6,
+    "!=": 6,
+    "<": 7,
+    ">": 7,
+    "<=": 7,
+    ">=": 7,
+    "<<": 8,
+    ">>": 8,
+    "+": 9,
+    "-": 9,
+    "*": 10,
+    "/": 10,
+    "%": 10,
+}
+
+
+class _ExprParser:
+    """Precedence climbing over C's #if grammar, no side effects.
+
+    Operands of ``&&``, ``||`` and ``?:`` that C does not evaluate are parsed with
+    ``live`` off, so that ``defined(X) && 1 / X`` is not a division by zero.
+    """
 
     def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.depth = 0
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -213,44 +312,67 @@ class _ExprParser:
         self.pos += 1
         return tok
 
-    def ternary(self) -> int:
-        cond = self.binary(0)
+    def _enter(self) -> None:
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise PreprocessorError(f"#if expression nested more than {_MAX_NESTING} deep")
+
+    def ternary(self, live: bool = True) -> _Value:
+        self._enter()
+        cond = self.binary(1, live)
         if self.peek() == "?":
             self.take()
-            a = self.ternary()
+            a = self.ternary(live and bool(cond[0]))
             if self.take() != ":":
                 raise PreprocessorError("expected ':'")
-            b = self.ternary()
-            return a if cond else b
+            b = self.ternary(live and not cond[0])
+            unsigned = a[1] or b[1]  # the usual arithmetic conversions
+            cond = _wrap(a[0] if cond[0] else b[0], unsigned)
+        self.depth -= 1
         return cond
 
-    def binary(self, level: int) -> int:
-        if level == len(self._BINARY):
-            return self.unary()
-        left = self.binary(level + 1)
-        while self.peek() in self._BINARY[level]:
-            op = self.take()
-            right = self.binary(level + 1)
-            left = _apply(op, left, right)
-        return left
+    def binary(self, min_prec: int, live: bool) -> _Value:
+        left = self.unary(live)
+        while True:
+            op = self.peek()
+            prec = _PRECEDENCE.get(op or "", 0)
+            if prec < min_prec:
+                return left
+            self.take()
+            if op == "&&":
+                right = self.binary(prec + 1, live and bool(left[0]))
+                left = (int(bool(left[0]) and bool(right[0])), False)
+            elif op == "||":
+                right = self.binary(prec + 1, live and not left[0])
+                left = (int(bool(left[0]) or bool(right[0])), False)
+            else:
+                right = self.binary(prec + 1, live)
+                left = _apply(op or "", left, right, live)
 
-    def unary(self) -> int:
+    def unary(self, live: bool) -> _Value:
+        # prefix operators collected in a loop: "!!!!...1" needs no recursion
+        ops = []
+        while self.peek() in ("!", "-", "+", "~"):
+            ops.append(self.take())
+        v = self.primary(live)
+        for op in reversed(ops):
+            if op == "!":
+                v = (int(not v[0]), False)
+            elif op == "-":
+                v = _wrap(-v[0], v[1])
+            elif op == "~":
+                v = _wrap(~v[0], v[1])
+        return v
+
+    def primary(self, live: bool) -> _Value:
         tok = self.take()
-        if tok == "!":
-            return int(not self.unary())
-        if tok == "-":
-            return -self.unary()
-        if tok == "+":
-            return self.unary()
-        if tok == "~":
-            return ~self.unary()
         if tok == "(":
-            v = self.ternary()
+            v = self.ternary(live)
             if self.take() != ")":
                 raise PreprocessorError("expected ')'")
             return v
         if tok[0].isdigit():
-            return int(tok, 0)
+            return _number(tok)
         if tok[0].isalpha() or tok[0] == "_":
             if self.peek() == "(":  # an unknown function-like macro: skip its arguments
                 depth = 0
@@ -260,35 +382,50 @@ class _ExprParser:
                     depth -= t == ")"
                     if depth == 0:
                         break
-            return 0
+            return 0, False
         raise PreprocessorError(f"unexpected token {tok!r}")
 
 
-def _apply(op: str, a: int, b: int) -> int:
-    if op == "||":
-        return int(bool(a) or bool(b))
-    if op == "&&":
-        return int(bool(a) and bool(b))
-    if op in ("/", "%") and b == 0:
-        raise PreprocessorError("division by zero in #if")
-    return {
-        "|": lambda: a | b,
-        "^": lambda: a ^ b,
-        "&": lambda: a & b,
-        "==": lambda: int(a == b),
-        "!=": lambda: int(a != b),
-        "<": lambda: int(a < b),
-        ">": lambda: int(a > b),
-        "<=": lambda: int(a <= b),
-        ">=": lambda: int(a >= b),
-        "<<": lambda: a << b,
-        ">>": lambda: a >> b,
-        "+": lambda: a + b,
-        "-": lambda: a - b,
-        "*": lambda: a * b,
-        "/": lambda: int(a / b),
-        "%": lambda: a % b,
+def _shift(op: str, a: _Value, count: _Value) -> _Value:
+    """C leaves shifts by a negative count or by the width or more undefined; GCC's
+    preprocessor (libcpp/expr.cc, num_lshift/num_rshift) gives them a value, used here:
+    a negative count shifts the other way, and a count past the width shifts every bit
+    out (a negative signed value shifted right gives -1)."""
+    n = count[0] if count[1] or count[0] >= 0 else -count[0]
+    if not count[1] and count[0] < 0:
+        op = "<<" if op == ">>" else ">>"
+    v, unsigned = a
+    if op == "<<":
+        return (0, unsigned) if n >= _BITS else _wrap(v << n, unsigned)
+    if n >= _BITS:
+        return (-1 if v < 0 else 0), unsigned
+    return v >> n, unsigned  # Python's >> on a negative int is arithmetic, as GCC's
+
+
+def _apply(op: str, a: _Value, b: _Value, live: bool = True) -> _Value:
+    if op in ("<<", ">>"):
+        return _shift(op, a, b)  # the type of the left operand, no conversions
+    unsigned = a[1] or b[1]
+    x, y = a[0] & _MASK if unsigned else a[0], b[0] & _MASK if unsigned else b[0]
+    if op in ("==", "!=", "<", ">", "<=", ">="):
+        r = {"==": x == y, "!=": x != y, "<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y}
+        return int(r[op]), False
+    if op in ("/", "%"):
+        if y == 0:
+            if live:
+                raise PreprocessorError("division by zero in #if")
+            return 0, unsigned
+        q = abs(x) // abs(y) * (1 if (x < 0) == (y < 0) else -1)  # C truncates toward 0
+        return _wrap(q if op == "/" else x - q * y, unsigned)
+    r = {
+        "|": lambda: x | y,
+        "^": lambda: x ^ y,
+        "&": lambda: x & y,
+        "+": lambda: x + y,
+        "-": lambda: x - y,
+        "*": lambda: x * y,
     }[op]()
+    return _wrap(r, unsigned)
 
 
 def defines_from_config(config: Mapping[str, str]) -> dict[str, str]:

@@ -12,11 +12,11 @@ Output is bounded (``limit``) so a small hostile file cannot expand into gigabyt
 
 from __future__ import annotations
 
-import bz2
-import lzma
+import os
 import struct
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+
+from abicheck.readers.compressed import DecodeErrors, MissingDecoder, TooBig, inflate
 
 ELFMAG = b"\x7fELF"
 
@@ -24,12 +24,13 @@ ELFMAG = b"\x7fELF"
 # driver built in stays well under this. Past it the file is a bomb or a mistake.
 DEFAULT_LIMIT = 512 << 20
 
-# extract-vmlinux's order (gzip, xz, bzip2, lzma, lzo, lz4, zstd); lzo has no reader here.
+# extract-vmlinux's order; every compression arch/x86/boot/compressed offers (KERNEL_*).
 MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b\x08", "gzip"),
     (b"\xfd\x37\x7a\x58\x5a\x00", "xz"),
     (b"\x42\x5a\x68", "bzip2"),
     (b"\x5d\x00\x00", "lzma"),
+    (b"\x89LZO\x00", "lzo"),
     (b"\x02\x21\x4c\x18", "lz4"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
@@ -39,15 +40,6 @@ _SETUP_SECTS = 0x1F1
 _HDRS_MAGIC_AT = 0x202
 _VERSION_AT = 0x206
 _PAYLOAD_AT = 0x248  # payload_offset, payload_length: both le32, protocol >= 2.08
-
-# Without input chunking one zstd or lz4 call could return gigabytes before the limit is
-# looked at; at most ~32768:1 expansion per byte, 1 KiB in keeps one step under 32 MiB.
-_CHUNK = 1024
-_LZ4_BLOCK_MAX = 8 << 20  # the kernel's lz4 legacy format: 8 MiB per block
-
-
-# (stream, limit, partial) -> bytes: see _decompress
-_Decoder = Callable[[memoryview, int, bool], bytes]
 
 
 class VmlinuzError(ValueError):
@@ -70,6 +62,10 @@ def read_vmlinux(path: str, limit: int = DEFAULT_LIMIT) -> bytes:
     """The vmlinux ELF image of a vmlinuz, a compressed vmlinux or a plain vmlinux file."""
     try:
         with open(path, "rb") as f:
+            # a kernel image is smaller than what it decompresses to; a bigger "image"
+            # is a mistake, and reading it whole would cost its size in memory
+            if os.fstat(f.fileno()).st_size > limit:
+                raise VmlinuzError(f"{path}: larger than {limit >> 20} MiB: not a kernel image")
             data = f.read()
     except OSError as e:
         raise VmlinuzError(f"{path}: cannot read: {e.strerror or e}") from None
@@ -106,7 +102,7 @@ def extract_vmlinux(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes:
     if problems:
         raise VmlinuzError("cannot decompress the kernel: " + "; ".join(problems))
     raise VmlinuzError(
-        "no compressed vmlinux found (no gzip, xz, bzip2, lzma, lz4 or zstd stream "
+        "no compressed vmlinux found (no gzip, xz, bzip2, lzma, lzo, lz4 or zstd stream "
         "that decompresses to an ELF file): not a vmlinuz?"
     )
 
@@ -153,89 +149,20 @@ def _decompress(kind: str, src: memoryview, limit: int, partial: bool) -> bytes:
     ``partial``: stop quietly at ``limit`` (a probe); otherwise more output than
     ``limit`` is :class:`_TooBig` and a stream that ends early is :class:`_Corrupt`.
     """
+    problem, too_big = None, False
     try:
-        return _DECODERS[kind](src, limit, partial)
-    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
-        raise _Corrupt(f"corrupt {kind} data: {e}") from None
+        return inflate(kind, src, limit, partial)
+    except TooBig:
+        too_big = True
+    except MissingDecoder as e:
+        raise _NoDecoder(f"{kind}-compressed kernel: {e}") from None
+    except DecodeErrors as e:
+        problem = f"corrupt {kind} data: {e}"
     except Exception as e:  # zstandard and lz4 raise their own error types
-        if type(e).__name__ in ("ZstdError", "LZ4BlockError"):
-            raise _Corrupt(f"corrupt {kind} data: {e}") from None
-        raise
-
-
-def _finish(out: bytes, limit: int, partial: bool, ended: bool) -> bytes:
-    if partial:
-        return out[:limit]
-    if len(out) > limit:
+        if type(e).__name__ not in ("ZstdError", "LZ4BlockError", "error"):
+            raise
+        problem = f"corrupt {kind} data: {e}"
+    # raised outside the except blocks, so that no traceback keeps the decoder's buffers
+    if too_big:
         raise _TooBig
-    if not ended:
-        raise _Corrupt(f"truncated stream ({len(out)} bytes decompressed)")
-    return out
-
-
-def _gzip(src: memoryview, limit: int, partial: bool) -> bytes:
-    d = zlib.decompressobj(wbits=31)
-    out = d.decompress(src, limit + 1)
-    return _finish(out, limit, partial, d.eof)
-
-
-def _lzma_like(make: Callable[[], lzma.LZMADecompressor | bz2.BZ2Decompressor]) -> _Decoder:
-    def run(src: memoryview, limit: int, partial: bool) -> bytes:
-        d = make()
-        out = d.decompress(src, max_length=limit + 1)
-        return _finish(out, limit, partial, d.eof)
-
-    return run
-
-
-def _zstd(src: memoryview, limit: int, partial: bool) -> bytes:
-    import zstandard
-
-    d = zstandard.ZstdDecompressor().decompressobj()
-    parts: list[bytes] = []
-    size = 0
-    for at in range(0, len(src), _CHUNK):
-        part = d.decompress(src[at : at + _CHUNK])
-        parts.append(part)
-        size += len(part)
-        if d.eof or size > limit:
-            break
-    return _finish(b"".join(parts), limit, partial, d.eof)
-
-
-def _lz4(src: memoryview, limit: int, partial: bool) -> bytes:
-    """The kernel's lz4 "legacy" format (lib/decompress_unlz4.c): magic, then blocks
-    of le32 compressed size + data, each expanding to at most 8 MiB."""
-    try:
-        import lz4.block
-    except ImportError:
-        raise _NoDecoder("lz4-compressed kernel: install the python lz4 package") from None
-    parts: list[bytes] = []
-    size, at = 0, 4
-    while at + 4 <= len(src) and size <= limit:
-        (chunk,) = struct.unpack_from("<I", src, at)
-        if chunk == 0x184C2102:  # concatenated archives repeat the magic
-            at += 4
-            continue
-        if at + 4 + chunk > len(src):
-            break
-        part = lz4.block.decompress(src[at + 4 : at + 4 + chunk], uncompressed_size=_LZ4_BLOCK_MAX)
-        parts.append(part)
-        size += len(part)
-        at += 4 + chunk
-        if partial and size >= limit:
-            break
-    # The format has no end marker: it ends with the data, or with the 4-byte size the
-    # kernel build appends; anything else left over is a block cut short.
-    ended = bool(parts) and len(src) - at in (0, 4)
-    return _finish(b"".join(parts), limit, partial, ended)
-
-
-_DECODERS: dict[str, _Decoder] = {
-    "gzip": _gzip,
-    "xz": _lzma_like(lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
-    "lzma": _lzma_like(lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)),
-    "bzip2": _lzma_like(bz2.BZ2Decompressor),
-    "zstd": _zstd,
-    "lz4": _lz4,
-}
+    raise _Corrupt(problem or f"corrupt {kind} data")

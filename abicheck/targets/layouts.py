@@ -26,9 +26,14 @@ class BtfTypes:
     """A kernel's BTF, loaded on first use (reading a vmlinuz costs about a second)."""
 
     def __init__(
-        self, path: str, raw: bytes | None = None, decode: Callable[[], bytes] | None = None
+        self,
+        path: str,
+        raw: bytes | None = None,
+        decode: Callable[[], bytes] | None = None,
+        problem: str = "cannot read BTF",  # how a failure is worded: a profile names its field
     ) -> None:
         self.path = path
+        self.problem = problem
         self._raw = raw
         self._decode = decode  # a profile's embedded BTF, decompressed only when needed
         self.source = f"btf:{path}"
@@ -44,7 +49,7 @@ class BtfTypes:
                 return Btf.from_bytes(self._raw)
             return btf_from_file(self.path)
         except (BtfError, OSError, ValueError) as e:
-            raise TargetError(self.path, f"cannot read BTF: {e}") from None
+            raise TargetError(self.path, f"{self.problem}: {e}") from None
 
     def raw(self) -> bytes:
         """The raw BTF bytes, for saving in a profile."""

@@ -16,7 +16,6 @@ import gzip
 import json
 import os
 import re
-from dataclasses import replace
 from typing import Any
 
 from abicheck import __version__
@@ -115,12 +114,23 @@ def _btf_types(path: str, blob: dict[str, str] | None) -> BtfTypes | None:
         return None
 
     def decode() -> bytes:
-        try:
-            return gzip.decompress(base64.b64decode(blob["data"]))
-        except (ValueError, OSError, EOFError, KeyError) as e:
-            raise TargetError(path, f"the profile's BTF is unreadable: {e}") from None
+        # Decoded on first use (a module with debug info): a profile read for a module
+        # without it never pays for it. The caller reports the failure as this target's.
+        from abicheck.readers.compressed import DecodeErrors, TooBig, inflate
 
-    return BtfTypes(f"{path} (saved from {blob.get('source', '?')})", decode=decode)
+        try:
+            return inflate("gzip", base64.b64decode(blob["data"], validate=True), PROFILE_LIMIT)
+        except TooBig:
+            problem = f"profile field 'btf.data' expands beyond {PROFILE_LIMIT >> 20} MiB"
+        except DecodeErrors as e:
+            problem = f"profile field 'btf.data' must be gzip-compressed BTF in base64: {e}"
+        raise TargetError(path, problem)
+
+    return BtfTypes(
+        f"{path} (saved from {blob.get('source', '?')})",
+        decode=decode,
+        problem="profile field 'btf.data' is not valid BTF",
+    )
 
 
 def save_profile(target: KernelTarget, path: str, with_btf: bool = True) -> None:
@@ -134,53 +144,231 @@ def save_profile(target: KernelTarget, path: str, with_btf: bool = True) -> None
         f.write(data)
 
 
-def target_from_profile(path: str) -> KernelTarget:
+# A profile is a few MiB (the 6.1 samples: 4 MiB of JSON, most of it the BTF); past this
+# it is a bomb or not a profile.
+PROFILE_LIMIT = 64 << 20
+# Only the two kernel-version numbers and BTF offsets need more than 32 bits; a longer
+# integer is hostile (Python's json refuses more than 4300 digits, slowly).
+_MAX_INT = 1 << 64
+
+
+class _Bad(Exception):
+    """A field that does not have the profile format's type: its name and what it must be."""
+
+
+def _is_int(v: object, low: int = 0) -> bool:
+    return type(v) is int and low <= v < _MAX_INT
+
+
+def _ints(v: object, n: int, below: int = _MAX_INT, none: bool = False) -> bool:
+    """``v`` is a list of ``n`` integers in [0, below) (or None when ``none``).
+
+    By type sets and min/max, which run in C: a per-item Python test over 25 000
+    exports costs more than reading the profile.
+    """
+    if not isinstance(v, list) or len(v) != n:
+        return False
+    types = set(map(type, v))
+    if none and type(None) in types:
+        types.discard(type(None))
+        v = [x for x in v if x is not None]
+    if not types <= {int}:
+        return False
+    return not v or (min(v) >= 0 and max(v) < below)
+
+
+def _need(ok: bool, field: str, must: str) -> None:
+    if not ok:
+        raise _Bad(f"profile field {field!r} must be {must}")
+
+
+def _str(d: dict[str, Any], key: str, optional: bool = False) -> None:
+    v = d.get(key) if optional else d.get(key, _MISSING)
+    if v is _MISSING:
+        raise _Bad(f"profile field {key!r} is missing")
+    _need(isinstance(v, str) or (optional and v is None), key, "a string")
+
+
+_MISSING = object()
+
+
+def _strings(v: object, field: str, none: bool = False) -> None:
+    allowed = {str, type(None)} if none else {str}
+    _need(isinstance(v, list) and set(map(type, v)) <= allowed, field, "a list of strings")
+
+
+def validate(d: object) -> None:
+    """Raise :class:`_Bad` naming the first field that does not fit format 1.
+
+    Hand-written rather than a JSON schema: it runs on every check of one module, and
+    looping over 25 000 exports in C-level ``all()`` costs a millisecond where a schema
+    validator costs hundreds.
+    """
+    _need(isinstance(d, dict), "(top level)", "a JSON object")
+    assert isinstance(d, dict)
+    for key in ("release", "digest", "source", "arch"):
+        _str(d, key)
+    _need(bool(d["release"]), "release", "a non-empty string")
+    for key in ("uts_version", "distribution", "vermagic", "vermagic_source", "tool", "kind"):
+        _str(d, key, optional=True)
+    v = d.get("version", _MISSING)
+    _need(
+        isinstance(v, list) and 2 <= len(v) <= 3 and all(_is_int(x) for x in v),
+        "version",
+        "a list of 2 or 3 non-negative integers",
+    )
+    config = d.get("config", _MISSING)
+    _need(
+        isinstance(config, dict) and set(map(type, config.values())) <= {str},
+        "config",
+        "an object of option names to strings",
+    )
+    # a kernel's .config has thousands of options; an empty one is a damaged profile,
+    # not a kernel without CONFIG_MODULES
+    _need(bool(config), "config", "a non-empty object (the kernel's .config)")
+    exports = d.get("exports", _MISSING)
+    if exports is not None:
+        _need(isinstance(exports, dict), "exports", "an object of columns, or null")
+        _export_fields(exports)
+    sm = d.get("struct_module")
+    if sm is not None:
+        _need(isinstance(sm, dict), "struct_module", "an object, or null")
+        _need(isinstance(sm.get("name"), str), "struct_module.name", "a string")
+        _need(isinstance(sm.get("source"), str), "struct_module.source", "a string")
+        _need(_is_int(sm.get("size")), "struct_module.size", "a non-negative integer")
+        members = sm.get("members")
+        _need(
+            isinstance(members, list) and all(_is_member(m) for m in members),
+            "struct_module.members",
+            "a list of [name, offset, size, type, bit_offset, bit_size]",
+        )
+    module_h = d.get("module_h", [])
+    _need(
+        isinstance(module_h, list)
+        and all(
+            isinstance(g, list) and len(g) == 2 and all(isinstance(x, str) for x in g)
+            for g in module_h
+        ),
+        "module_h",
+        "a list of [member, condition] strings",
+    )
+    btf = d.get("btf")
+    if btf is not None:
+        _need(isinstance(btf, dict), "btf", "an object, or null")
+        _need(isinstance(btf.get("data"), str), "btf.data", "a base64 string")
+        _need(isinstance(btf.get("source", ""), str), "btf.source", "a string")
+    _strings(d.get("notes", []), "notes")
+    _strings(d.get("files", []), "files")
+
+
+def _is_member(m: object) -> bool:
+    return (
+        isinstance(m, list)
+        and 4 <= len(m) <= 6
+        and isinstance(m[0], str)
+        and _is_int(m[1])
+        and (m[2] is None or _is_int(m[2]))
+        and isinstance(m[3], str)
+        and all(x is None or _is_int(x) for x in m[4:])
+    )
+
+
+def _export_fields(cols: dict[str, Any]) -> None:
+    names, owners = cols.get("name"), cols.get("owners")
+    _strings(names, "exports.name")
+    assert isinstance(names, list)
+    n = len(names)
+    crc = cols.get("crc")
+    _need(
+        _ints(crc, n, 1 << 32, none=True),
+        "exports.crc",
+        f"a list of {n} 32-bit CRCs (integers or null)",
+    )
+    gpl = cols.get("gpl_only")
+    _need(
+        isinstance(gpl, str) and len(gpl) == n and not gpl.strip("01"),
+        "exports.gpl_only",
+        f"a string of {n} '0' or '1'",
+    )
+    namespace = cols.get("namespace")
+    _strings(namespace, "exports.namespace", none=True)
+    _need(len(namespace) == n, "exports.namespace", f"a list of {n} strings")  # type: ignore[arg-type]
+    _strings(owners, "exports.owners")
+    owner = cols.get("owner")
+    m = len(owners)  # type: ignore[arg-type]
+    _need(
+        _ints(owner, n, m),
+        "exports.owner",
+        f"a list of {n} indexes into exports.owners",
+    )
+
+
+def read_profile_json(path: str, limit: int = PROFILE_LIMIT) -> Any:
+    """The JSON document of a profile file, plain or gzip, decompressed to at most
+    ``limit`` bytes; TargetError for anything json cannot parse."""
+    from abicheck.readers.compressed import DecodeErrors, TooBig, inflate
+
+    problem = None
     try:
         with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size > limit:
+                raise TargetError(path, f"larger than {limit >> 20} MiB: not an abicheck profile")
             raw = f.read()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        d = json.loads(raw)
-    except (OSError, EOFError, gzip.BadGzipFile, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TargetError(path, f"not a readable abicheck profile: {e}") from None
+            raw = inflate("gzip", raw, limit)
+        return json.loads(raw)
+    except TooBig:
+        problem = f"decompresses beyond {limit >> 20} MiB: not an abicheck profile (a bomb?)"
+    except RecursionError:
+        problem = "not a readable abicheck profile: JSON nested too deeply"
+    except (OSError, UnicodeDecodeError, *DecodeErrors) as e:
+        # json.JSONDecodeError and Python's limit on integer digits are ValueErrors
+        why = "an integer too long" if "integer string conversion" in str(e) else e
+        problem = f"not a readable abicheck profile: {why}"
+    raise TargetError(path, problem)
+
+
+def target_from_profile(path: str) -> KernelTarget:
+    d = read_profile_json(path)
     if not isinstance(d, dict) or d.get("abicheck_profile") != FORMAT:
         raise TargetError(path, f"not an abicheck profile of format {FORMAT}")
     try:
-        exports = None if d["exports"] is None else _export_table(d["exports"])
-        sm = d.get("struct_module")
-        layout = (
-            None
-            if sm is None
-            else StructLayout(
-                sm["name"],
-                sm["size"],
-                tuple(Member(*m[:4], *m[4:6]) for m in sm["members"]),
-                sm["source"],
-            )
+        validate(d)
+    except _Bad as e:
+        raise TargetError(path, str(e)) from None
+    exports = None if d["exports"] is None else _export_table(d["exports"])
+    sm = d.get("struct_module")
+    layout = (
+        None
+        if sm is None
+        else StructLayout(
+            sm["name"],
+            sm["size"],
+            tuple(Member(*m[:4], *m[4:6]) for m in sm["members"]),
+            sm["source"],
         )
-        target = KernelTarget(
-            id=f"{d['release']}@{d['digest'][:8]}",
-            release=d["release"],
-            source=os.path.abspath(path),
-            kind="profile",
-            digest=d["digest"],
-            arch=d["arch"],
-            version=tuple(d["version"]),
-            uts_version=d.get("uts_version"),
-            distribution=d.get("distribution"),
-            config=d["config"],
-            vermagic=d.get("vermagic"),
-            vermagic_source=d.get("vermagic_source", ""),
-            exports=exports,
-            struct_module=layout,
-            module_h=tuple(
-                GuardedMember(n, c, tuple(sorted(set(_OPTION.findall(c)))))
-                for n, c in d.get("module_h", ())
-            ),
-            types=_btf_types(path, d.get("btf")),
-            notes=tuple(d.get("notes", ())),
-            files=tuple(d.get("files", ())),
-        )
-    except (KeyError, TypeError, IndexError, ValueError) as e:
-        raise TargetError(path, f"malformed abicheck profile: {e}") from None
-    return replace(target, notes=(*target.notes, f"profile of {d['source']}"))
+    )
+    target = KernelTarget(
+        id=f"{d['release']}@{d['digest'][:8]}",
+        release=d["release"],
+        source=os.path.abspath(path),
+        kind="profile",
+        digest=d["digest"],
+        arch=d["arch"],
+        version=tuple(d["version"]),
+        uts_version=d.get("uts_version"),
+        distribution=d.get("distribution"),
+        config=d["config"],
+        vermagic=d.get("vermagic"),
+        vermagic_source=d.get("vermagic_source") or "",
+        exports=exports,
+        struct_module=layout,
+        module_h=tuple(
+            GuardedMember(n, c, tuple(sorted(set(_OPTION.findall(c)))))
+            for n, c in d.get("module_h", ())
+        ),
+        types=_btf_types(path, d.get("btf")),
+        notes=(*d.get("notes", ()), f"profile of {d['source']}"),
+        files=tuple(d.get("files", ())),
+    )
+    return target
