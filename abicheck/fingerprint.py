@@ -71,7 +71,11 @@ def project_path(path: str, project_root: str | None = None) -> str:
     """
     root = os.path.abspath(project_root if project_root is not None else os.getcwd())
     written = os.path.abspath(path)
-    for candidate, base in ((os.path.realpath(written), os.path.realpath(root)), (written, root)):
+    try:
+        resolved = [(os.path.realpath(written), os.path.realpath(root))]
+    except ValueError:  # a NUL byte: no such file can exist, so nothing to resolve
+        resolved = []
+    for candidate, base in (*resolved, (written, root)):
         rel = _inside(candidate, base)
         if rel is not None:
             return PurePosixPath(*rel.split(os.sep)).as_posix()

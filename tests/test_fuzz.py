@@ -661,13 +661,9 @@ TARGETS = (
 )
 BY_NAME = {t.name: t for t in TARGETS}
 
-# Targets that fail today in code other branches own; strict=False so that they pass
-# once those branches land, and the lead sees XPASS.
-XFAIL: dict[str, str] = {
-    "profile": "abicheck/targets/profile.py: zlib.error, KeyError, TypeError escape "
-    "(synthetic-crash-profile-*.bin)",
-    "reporters": "escaping lands with branch i10-escape",
-}
+# Targets that fail on today's code (none since the escaping, profile and fingerprint
+# fixes landed); a name here gets xfail(strict=False) with the reason.
+XFAIL: dict[str, str] = {}
 
 
 def _param(t: Target) -> object:
@@ -750,22 +746,9 @@ def test_seeds_are_read_cleanly() -> None:
 
 # -- regression inputs ------------------------------------------------------------------------
 
-# Crashes found by tools/fuzz.py in files this branch does not own: xfail until the owner's
-# fix lands (strict=False: they then XPASS, and the marks can go).
-CRASH_OWNERS: dict[str, str] = {
-    "synthetic-crash-profile-001.bin": "abicheck/targets/profile.py: a corrupt gzip stream "
-    "escapes as zlib.error instead of TargetError",
-    "synthetic-crash-profile-002.bin": "abicheck/targets/profile.py: a profile without "
-    "'source' raises KeyError after the try block",
-    "synthetic-crash-profile-003.bin": "abicheck/targets/profile.py: a non-string 'btf.data' "
-    "raises TypeError (base64) in the lazy BTF decoder",
-    "synthetic-crash-reporters-001.bin": "abicheck/fingerprint.py (sarif): os.path.realpath() "
-    "of a module path with a NUL raises ValueError; escaping lands with branch i10-escape",
-    "synthetic-crash-reporters-002.bin": "escaping lands with branch i10-escape: a raw \\r "
-    "from a module path reaches the output",
-    "synthetic-crash-reporters-003.bin": "escaping lands with branch i10-escape: a newline in "
-    "a module path starts a '::error' line in the text format",
-}
+# Crashes found by tools/fuzz.py whose fix has not landed yet: xfail(strict=False) with
+# the owner file as the reason. Empty: every crash found so far is fixed.
+CRASH_OWNERS: dict[str, str] = {}
 
 
 def load_crash(name: str) -> tuple[Target, object]:

@@ -144,9 +144,13 @@ def test_module_h_guards_evaluate_like_the_compiler():
     assert g["name"].condition == "!defined(CONFIG_X) && (IS_ENABLED(CONFIG_Y))"
     assert g["b"].condition.startswith("!defined(CONFIG_X) && !(IS_ENABLED(CONFIG_Y))")
     assert present(g["name"], {"CONFIG_Y": "m"}) is True
-    padded = {m.name for m in guarded_members(
-        "struct module {\n\tu8 __padding[8];\n\tint n : 3;\n"
-        "\tstruct module_layout core_layout __module_layout_align;\n};")}
+    padded = {
+        m.name
+        for m in guarded_members(
+            "struct module {\n\tu8 __padding[8];\n\tint n : 3;\n"
+            "\tstruct module_layout core_layout __module_layout_align;\n};"
+        )
+    }
     assert padded == {"__padding", "n", "core_layout"}
     assert present(g["name"], {"CONFIG_X": "y", "CONFIG_Y": "m"}) is False
 
