@@ -414,7 +414,15 @@ def profile() -> None:
     "with_btf",
     default=True,
     show_default=True,
-    help="Embed the kernel's BTF (about 2 MB compressed) when it is available.",
+    help="Embed the kernel's BTF (about 2 MB compressed) when it is available, or the "
+    "layouts the headers probe compiled.",
+)
+@click.option(
+    "--layouts",
+    type=click.Choice(["auto", "probe", "none"]),
+    default="auto",
+    show_default=True,
+    help="Where struct layouts come from, as for `check --layouts`.",
 )
 def profile_save(
     kernel: str,
@@ -422,10 +430,11 @@ def profile_save(
     vmlinux: tuple[str, ...],
     modules_dirs: tuple[str, ...],
     with_btf: bool,
+    layouts: str,
 ) -> None:
     from abicheck.targets.profile import save_profile
 
-    targets, errors = load_targets([kernel], vmlinux, modules_dirs)
+    targets, errors = load_targets([kernel], vmlinux, modules_dirs, layouts)
     if errors:
         _error(str(errors[0]))
         sys.exit(EXIT_USAGE)
@@ -438,6 +447,16 @@ def profile_save(
     from abicheck.reporters.escape import message_line
 
     click.echo(message_line(f"saved {target.id} ({target.source}) to {output}"), err=True)
+    if target.struct_module is None:
+        click.echo(
+            message_line(
+                f"abicheck: warning: {output} holds no struct layouts ({target.layout_gap}): "
+                "layout drift will not be checked against it"
+            ),
+            err=True,
+        )
+    else:
+        click.echo(message_line(f"layouts: {target.layout_source}"), err=True)
 
 
 @main.command()

@@ -273,3 +273,65 @@ def test_cache_is_used_and_validated(testdata, monkeypatch, tmp_path):
         )
         assert again.struct_module == first.struct_module
         assert again.layout_source.endswith(", compiled now)")
+
+
+# -- a module without DWARF, and profiles -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("6.1-a-no-kprobes", ["CONFIG_EVENT_TRACING", "CONFIG_KPROBES"]),
+        ("6.1-a-no-sysfs", ["CONFIG_SYSFS"]),
+        ("6.1-a-no-kallsyms", ["CONFIG_KALLSYMS"]),
+    ],
+)
+def test_without_dwarf_the_candidate_options_are_named(testdata, tmp_path, case, expected):
+    """Stripped of its debug info, the module still shows where init/exit sit; the #if
+    blocks of the target's module.h whose absence puts them there are the candidates."""
+    import subprocess
+
+    found = next((c for c in _drift_cases() if c["name"] == case), None)
+    if found is None:
+        pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
+    stripped = tmp_path / "hello.ko"
+    subprocess.run(
+        ["strip", "--strip-debug", "-o", str(stripped), found["modules"]["hello"]], check=True
+    )
+    verdict, rules, options, _ = _verdict(
+        [str(stripped), "--kernel", kernel(testdata, "6.1-a")["headers"], "--layouts", "probe"]
+    )
+    assert rules == ["LY002"]
+    assert options == expected
+    assert verdict == ("refused" if case == "6.1-a-no-kprobes" else "loads-unsafe")
+
+
+def test_profile_saved_from_headers_alone_carries_the_probe(testdata, tmp_path):
+    case = next((c for c in _drift_cases() if c["name"] == "6.1-a-no-kprobes"), None)
+    if case is None:
+        pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
+    profile = str(tmp_path / "k.json.gz")
+    headers = kernel(testdata, "6.1-a")["headers"]
+    saved = run_cli(["profile", "save", "-k", headers, "-o", profile, "--layouts", "probe"])
+    assert saved.exit_code == 0, saved.stderr
+    assert "layouts: probe compiled against the headers" in saved.stderr
+    verdict, rules, options, target = _verdict([case["modules"]["hello"], "--kernel", profile])
+    assert (verdict, rules, options) == ("refused", ["LY002"], ["CONFIG_KPROBES"])
+    assert target["layout_source"].startswith("probe compiled against the headers (gcc ")
+    assert target["layout_source"].endswith(f", saved in {profile}")
+
+
+def test_profile_saved_without_layouts_says_so(testdata, tmp_path, monkeypatch):
+    profile = str(tmp_path / "k.json.gz")
+    headers = kernel(testdata, "6.1-a")["headers"]
+    monkeypatch.setenv("CC", "abicheck-no-such-compiler")
+    saved = run_cli(["profile", "save", "-k", headers, "-o", profile, "--layouts", "probe"])
+    assert saved.exit_code == 0
+    assert f"warning: {profile} holds no struct layouts (no C compiler" in saved.stderr
+    monkeypatch.delenv("CC")
+    res = run_cli(["check", built(testdata, "6.1-a", "hello.ko"), "--kernel", profile])
+    assert (
+        "layouts: NOT checked (the profile was saved without layouts (no C compiler: "
+        "'abicheck-no-such-compiler' is not on PATH))" in res.stdout
+    )
+    assert "LY005 layouts-not-checked" in res.stdout

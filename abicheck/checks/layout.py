@@ -156,7 +156,13 @@ def explain(
         only_module = [m for m in module_view.members if m.name not in kernel_names]
         groups = [(m, "kernel") for m in only_kernel] + [(m, "module") for m in only_module]
     else:
-        groups = [(m, "kernel") for m in _span_candidates(kernel, guards, moved or 0)]
+        tm = ctx.module.this_module
+        observed = {
+            n: o
+            for n, o in (("init", tm.init_offset), ("exit", tm.exit_offset))
+            if tm is not None and o is not None
+        }
+        groups = [(m, "kernel") for m in _span_candidates(kernel, guards, observed)]
     for member, side in groups:
         g = guards.get(member.name)
         for opt in g.options if g else ():
@@ -179,6 +185,10 @@ def explain(
             options = differing or options
         if len(options) > 1:
             listed = "; ".join(f"{o['option']} ({o['members']})" for o in options.values())
+            if not moved:
+                k_init, tm = kernel.member("init"), ctx.module.this_module
+                if k_init is not None and tm is not None and tm.init_offset is not None:
+                    moved = k_init.offset - tm.init_offset
             return (
                 f"the {moved} bytes that moved match several #if blocks of the target's "
                 f"module.h, one of which is off in the tree the module was built from: "
@@ -233,27 +243,35 @@ def _resized(ctx: CheckContext, kernel: StructLayout, module_view: StructLayout)
 
 
 def _span_candidates(
-    kernel: StructLayout, guards: dict[str, GuardedMember], moved: int
+    kernel: StructLayout, guards: dict[str, GuardedMember], observed: dict[str, int]
 ) -> list[Member]:
-    """Kernel members of #if blocks whose removal moves exit by ``moved`` bytes.
+    """Kernel members of #if blocks whose removal puts init and exit where the module
+    has them (``observed``: member → the module's offset).
 
     Each block is taken out and the members laid out again with C's alignment rules
     (natural alignment, and the explicit alignment a gap in the real layout reveals), so
-    that blocks which share padding with a neighbour are weighed correctly.
+    that blocks which share padding with a neighbour are weighed correctly. A block
+    before init moves both; one between init and exit moves only exit; that is how a
+    module without DWARF still names its candidates.
     """
-    if moved <= 0 or kernel.member("exit") is None:
+    observed = {
+        name: offset
+        for name, offset in observed.items()
+        if (member := kernel.member(name)) is not None and member.offset != offset
+    }
+    if not observed:
         return []
     blocks: dict[str, list[str]] = {}
     for m in kernel.members:
         g = guards.get(m.name)
         if g and g.condition != "1":
             blocks.setdefault(g.condition, []).append(m.name)
-    target = kernel.member("exit").offset - moved
     found: list[Member] = []
     for names in blocks.values():
-        if "exit" in names:
+        if any(n in names for n in observed):
             continue
-        if _relayout(kernel, set(names)).get("exit") == target:
+        laid = _relayout(kernel, set(names))
+        if all(laid.get(n) == off for n, off in observed.items()):
             found.extend(m for m in kernel.members if m.name in names)
     return found
 

@@ -445,8 +445,10 @@ def with_layouts(
         else:
             described += f", agreeing with {reference.source.split(':', 1)[1]}"
     if layout is None:
-        why = gap or (
-            "no BTF, DWARF or headers to compile" if not source_dirs else "no layout source"
+        why = (
+            gap
+            or target.layout_gap
+            or ("no BTF, DWARF or headers to compile" if not source_dirs else "no layout source")
         )
         gap = why
     elif layout is not None and len(layout.members) <= 3 and gap:

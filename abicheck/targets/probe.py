@@ -381,7 +381,7 @@ def _cache_key(spec: ProbeSpec, compiler: Compiler) -> str:
     return h.hexdigest()[:32]
 
 
-def _layout_json(layout: StructLayout) -> dict[str, Any]:
+def layout_json(layout: StructLayout) -> dict[str, Any]:
     return {
         "name": layout.name,
         "size": layout.size,
@@ -408,7 +408,7 @@ def _str(v: Any, what: str, limit: int = 4096) -> str:
     return v
 
 
-def _layout_from_json(key: str, d: Any, source: str) -> StructLayout:
+def layout_from_json(key: str, d: Any, source: str) -> StructLayout:
     if not isinstance(d, dict) or not isinstance(d.get("members"), list):
         raise ValueError(f"structs.{key} must be an object with a members list")
     members = []
@@ -455,7 +455,7 @@ class CacheEntry:
             "asked": sorted(self.asked),
             "dropped": sorted(self.dropped),
             "inputs": deps,
-            "structs": {k: _layout_json(v) for k, v in self.structs.items()},
+            "structs": {k: layout_json(v) for k, v in self.structs.items()},
         }
 
 
@@ -484,7 +484,7 @@ def load_cache(path: str, source: str) -> CacheEntry | None:
         if not isinstance(structs_json, dict):
             return None
         structs = {
-            _str(k, "struct key", 300): _layout_from_json(k, v, source)
+            _str(k, "struct key", 300): layout_from_json(k, v, source)
             for k, v in structs_json.items()
         }
         asked = {_str(k, "asked", 300) for k in d.get("asked", [])}
@@ -589,6 +589,29 @@ class ProbeTypes:
             entry = self._entry or self._load({})
         return {k: entry.structs.get(k) for k in wanted}
 
+    def known(self) -> dict[str, StructLayout]:
+        """Every struct probed so far (for a profile saved from the headers alone)."""
+        entry = self._entry or self._load({})
+        return dict(entry.structs)
+
     def describe(self) -> str:
         how = "cached" if self.cached else "compiled now"
         return f"probe compiled against the headers ({self.compiler.version}, {how})"
+
+
+class LayoutTable:
+    """Layouts saved earlier (a profile made from the headers alone): a TypeSource that
+    knows what was probed then, and nothing more."""
+
+    def __init__(self, structs: dict[str, StructLayout], source: str) -> None:
+        self.structs = structs
+        self.source = source
+
+    def struct(self, name: str) -> StructLayout | None:
+        for key in (name, f"struct {name}", f"union {name}"):
+            if key in self.structs:
+                return self.structs[key]
+        return None
+
+    def layouts(self, wanted: Mapping[str, str | None]) -> dict[str, StructLayout | None]:
+        return {k: self.structs.get(k) for k in wanted}

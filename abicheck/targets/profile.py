@@ -65,14 +65,26 @@ def profile_dict(target: KernelTarget, with_btf: bool = True) -> dict[str, Any]:
         "module_h": [[g.name, g.condition] for g in target.module_h],
         # the kernel's BTF, so that struct layouts can be compared without the kernel image
         "btf": None
-        if target.types is None or not with_btf
+        if not isinstance(target.types, BtfTypes) or not with_btf
         else {
             "source": target.types.source,
             "data": base64.b64encode(gzip.compress(target.types.raw(), mtime=0)).decode(),
         },
+        # without BTF (headers alone): the structs the probe compiled from the headers
+        "structs": _probe_structs(target) if with_btf else None,
+        "layout_source": target.layout_source or None,
+        "layout_gap": target.layout_gap,
         "notes": list(target.notes),
         "files": list(target.files),
     }
+
+
+def _probe_structs(target: KernelTarget) -> dict[str, Any] | None:
+    from abicheck.targets.probe import ProbeTypes, layout_json
+
+    if not isinstance(target.types, ProbeTypes):
+        return None
+    return {k: layout_json(v) for k, v in sorted(target.types.known().items())}
 
 
 def _export_columns(target: KernelTarget) -> dict[str, Any]:
@@ -197,6 +209,18 @@ def _strings(v: object, field: str, none: bool = False) -> None:
     _need(isinstance(v, list) and set(map(type, v)) <= allowed, field, "a list of strings")
 
 
+def _saved_structs(path: str, structs: dict[str, Any] | None):  # -> LayoutTable | None
+    from abicheck.targets.probe import LayoutTable, layout_from_json
+
+    if not structs:
+        return None
+    try:
+        table = {k: layout_from_json(k, v, f"profile:{path}") for k, v in structs.items()}
+    except ValueError as e:
+        raise TargetError(path, f"profile field 'structs': {e}") from None
+    return LayoutTable(table, f"profile:{path}")
+
+
 def validate(d: object) -> None:
     """Raise :class:`_Bad` naming the first field that does not fit format 1.
 
@@ -206,6 +230,9 @@ def validate(d: object) -> None:
     """
     _need(isinstance(d, dict), "(top level)", "a JSON object")
     assert isinstance(d, dict)
+    for key in ("layout_source", "layout_gap"):
+        _need(d.get(key) is None or isinstance(d.get(key), str), key, "a string or null")
+    _need(d.get("structs") is None or isinstance(d.get("structs"), dict), "structs", "an object")
     for key in ("release", "digest", "source", "arch"):
         _str(d, key)
     _need(bool(d["release"]), "release", "a non-empty string")
@@ -367,7 +394,14 @@ def target_from_profile(path: str) -> KernelTarget:
             GuardedMember(n, c, tuple(sorted(set(_OPTION.findall(c)))))
             for n, c in d.get("module_h", ())
         ),
-        types=_btf_types(path, d.get("btf")),
+        types=_btf_types(path, d.get("btf")) or _saved_structs(path, d.get("structs")),
+        layout_source=f"{d.get('layout_source') or sm['source']}, saved in {path}"
+        if layout is not None and sm is not None
+        else "",
+        layout_gap=None
+        if layout is not None
+        else "the profile was saved without layouts"
+        + (f" ({d['layout_gap']})" if d.get("layout_gap") else ""),
         notes=(*d.get("notes", ()), f"profile of {d['source']}"),
         files=tuple(d.get("files", ())),
     )
