@@ -4,6 +4,7 @@
     python benchmarks/bench.py tree      # whole in-tree module tree vs depmod -n -e -E
     python benchmarks/bench.py cold      # one module from process start vs `python -c pass`
     python benchmarks/bench.py layout    # struct module from each source vs pahole -C module
+    python benchmarks/bench.py probe     # layouts from the headers alone: first probe, cached
     python benchmarks/bench.py all
 
 Uses the Debian packages tools/testdata.py fetched (role 6.1-a by default: Debian's
@@ -150,11 +151,61 @@ def bench_layout(repeat: int) -> dict:
     return out
 
 
+def bench_probe(repeat: int) -> dict:
+    """Layouts from the headers alone (issue: the main command without BTF): the first
+    probe (a compile of linux/module.h), a cached one, and one module checked from process
+    start with cached layouts, beside `pahole -C module` on the extracted vmlinux and a
+    check without layouts (--layouts none) in the same run."""
+    import tempfile
+
+    from abicheck.readers.vmlinuz import read_vmlinux
+    from abicheck.targets.headers import source_dirs, target_from_headers
+    from abicheck.targets.layouts import with_layouts
+
+    m = manifest()
+    k = m["kernels"]["6.1-a"]
+    headers = k["headers"]
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "ABICHECK_CACHE_DIR": cache}
+        os.environ["ABICHECK_CACHE_DIR"] = cache
+
+        def probe_once(fresh: bool) -> None:
+            if fresh:
+                shutil.rmtree(os.path.join(cache, "probe"), ignore_errors=True)
+            target = target_from_headers(headers)
+            with_layouts(target, source_dirs=source_dirs(headers), discover=False)
+
+        out["first_probe_s"] = round(_best(lambda: probe_once(True), repeat), 3)
+        probe_once(False)
+        out["cached_probe_s"] = round(_best(lambda: probe_once(False), repeat), 3)
+        if shutil.which("pahole") and k.get("vmlinuz"):
+            extracted = os.path.join(CACHE, "bench-vmlinux-6.1")
+            if not os.path.exists(extracted):
+                with open(extracted, "wb") as f:
+                    f.write(read_vmlinux(k["vmlinuz"]))
+            out["pahole_C_module_s"] = round(
+                best_of(["pahole", "-F", "btf", "-C", "module", extracted], repeat), 3
+            )
+            out["first_probe_vs_pahole"] = round(out["first_probe_s"] / out["pahole_C_module_s"], 1)
+        hello = os.path.join(m["built"]["6.1-a"], "hello.ko")
+        check = ["check", "--format", "json", "-o", os.devnull, hello, "--kernel", headers]
+        subprocess.run(abicheck_cmd(*check), env=env, check=False, capture_output=True)
+        with_cached = best_of(abicheck_cmd(*check, "--layouts", "probe"), repeat, env=env)
+        without = best_of(abicheck_cmd(*check, "--layouts", "none"), repeat, env=env)
+        out["one_module_cached_layouts_s"] = round(with_cached, 3)
+        out["one_module_no_layouts_s"] = round(without, 3)
+        out["cached_layouts_add_ms"] = round((with_cached - without) * 1000, 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("what", choices=["tree", "cold", "layout", "all"], nargs="?", default="all")
+    ap.add_argument(
+        "what", choices=["tree", "cold", "layout", "probe", "all"], nargs="?", default="all"
+    )
     ap.add_argument("--role", default="6.1-a", help="kernel role in the testdata manifest")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -166,6 +217,8 @@ def main() -> None:
         report["cold"] = bench_cold(args.repeat)
     if args.what in ("layout", "all"):
         report["layout"] = bench_layout(args.repeat)
+    if args.what in ("probe", "all"):
+        report["probe"] = bench_probe(args.repeat)
     print(json.dumps(report, indent=2))
 
 

@@ -30,8 +30,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from abicheck import __version__, ruledata
@@ -134,19 +135,26 @@ def _limits() -> None:  # runs in the child between fork and exec
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-@dataclass(frozen=True)
 class Compiler:
-    path: str
-    version: str  # "gcc 12.2.0"
+    """The C compiler the probe runs. Its identity for the cache is its resolved path,
+    size and mtime (no process started); its version is asked only before a compile."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
     @classmethod
     def find(cls, name: str) -> Compiler:
         path = shutil.which(name)
         if path is None:
             raise ProbeUnavailable(f"no C compiler: {name!r} is not on PATH")
+        return cls(os.path.realpath(path))
+
+    @cached_property
+    def version(self) -> str:
+        """ "gcc 12.2.0" """
         try:
             out = subprocess.run(
-                [path, "-dumpfullversion", "-dumpversion"],
+                [self.path, "-dumpfullversion", "-dumpversion"],
                 capture_output=True,
                 text=True,
                 timeout=10,
@@ -155,14 +163,17 @@ class Compiler:
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as e:
-            raise ProbeUnavailable(f"{name}: cannot run: {e}") from None
-        family = "clang" if "clang" in os.path.basename(path) else "gcc"
-        number = out.stdout.strip().splitlines()[0] if out.stdout.strip() else "unknown"
-        return cls(os.path.realpath(path), f"{family} {number}")
+            raise ProbeUnavailable(f"{self.path}: cannot run: {e}") from None
+        family = "clang" if "clang" in os.path.basename(self.path) else "gcc"
+        lines = out.stdout.strip().splitlines()
+        return f"{family} {lines[0] if lines else 'unknown'}"
 
     def identity(self) -> str:
-        st = os.stat(self.path)
-        return f"{self.path}:{st.st_size}:{st.st_mtime_ns}:{self.version}"
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise ProbeUnavailable(f"{self.path}: {e.strerror or e}") from None
+        return f"{self.path}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, list[str], str]:
@@ -433,9 +444,38 @@ def layout_from_json(key: str, d: Any, source: str) -> StructLayout:
     )
 
 
+class LazyLayouts(Mapping[str, StructLayout]):
+    """A cache entry's structs, each validated and built when first asked for: a check
+    of one module needs struct module and the few structs it uses, not all 150."""
+
+    def __init__(self, raw: dict[str, Any], source: str) -> None:
+        self._raw = raw
+        self._source = source
+        self._built: dict[str, StructLayout] = {}
+
+    def __getitem__(self, key: str) -> StructLayout:
+        found = self._built.get(key)
+        if found is None:
+            try:
+                found = layout_from_json(key, self._raw[key], self._source)
+            except ValueError:
+                raise KeyError(key) from None  # a damaged entry: as if never probed
+            self._built[key] = found
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 @dataclass
 class CacheEntry:
-    structs: dict[str, StructLayout]
+    structs: Mapping[str, StructLayout]
     asked: set[str]  # every struct key asked for, found or not
     dropped: set[str]
     compiler: str
@@ -481,17 +521,15 @@ def load_cache(path: str, source: str) -> CacheEntry | None:
                 return None  # a header changed since: probe again
             paths.append(row[0])
         structs_json = d.get("structs")
-        if not isinstance(structs_json, dict):
+        if not isinstance(structs_json, dict) or "struct module" not in structs_json:
             return None
-        structs = {
-            _str(k, "struct key", 300): layout_from_json(k, v, source)
-            for k, v in structs_json.items()
-        }
+        structs = LazyLayouts(structs_json, source)
+        structs["struct module"]
         asked = {_str(k, "asked", 300) for k in d.get("asked", [])}
         dropped = {_str(k, "dropped", 300) for k in d.get("dropped", [])}
         compiler = _str(d.get("compiler"), "compiler", 200)
         return CacheEntry(structs, asked, dropped, compiler, paths)
-    except (OSError, ValueError, TypeError, RecursionError):
+    except (OSError, ValueError, TypeError, RecursionError, KeyError):
         return None
 
 
@@ -596,7 +634,8 @@ class ProbeTypes:
 
     def describe(self) -> str:
         how = "cached" if self.cached else "compiled now"
-        return f"probe compiled against the headers ({self.compiler.version}, {how})"
+        version = self._entry.compiler if self._entry else self.compiler.version
+        return f"probe compiled against the headers ({version}, {how})"
 
 
 class LayoutTable:
