@@ -82,7 +82,7 @@ def _drift_cases() -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [c for c in json.load(f)["cases"] if c["modules"].get("hello")]
+        return json.load(f)["cases"]
 
 
 def _verdict(args: list[str]) -> tuple[str, list[str], list[str], dict]:
@@ -90,9 +90,12 @@ def _verdict(args: list[str]) -> tuple[str, list[str], list[str], dict]:
     assert res.exit_code in (0, 1), res.stderr
     doc = res.json()
     (r,) = doc["results"]
-    layout = [f for f in r["findings"] if f["rule"] in ("LY001", "LY002")]
+    layout = [f for f in r["findings"] if f["rule"] in ("LY001", "LY002", "LY003")]
     options = sorted({o["option"] for f in layout for o in f["evidence"].get("options", [])})
-    return r["verdict"], [f["rule"] for f in layout], options, doc["targets"][0]
+    rules = [
+        f["rule"] + (f":{f['evidence']['struct']}" if f["rule"] == "LY003" else "") for f in layout
+    ]
+    return r["verdict"], rules, options, doc["targets"][0]
 
 
 @pytest.mark.parametrize("case", _drift_cases(), ids=lambda c: c["name"])
@@ -100,7 +103,7 @@ def test_headers_alone_give_the_vmlinux_verdict(testdata, case):
     """The README's main command, with nothing but the headers, catches each drift that
     --vmlinux catches: same verdict, same rules, same option named."""
     k = kernel(testdata, case["role"])
-    ko = case["modules"]["hello"]
+    (ko,) = case["modules"].values()
     probe = _verdict([ko, "--kernel", k["headers"], "--layouts", "probe"])
     image = _verdict([ko, "--kernel", k["headers"], "--vmlinux", k["vmlinuz"]])
     modules = _verdict([ko, "--kernel", k["headers"], "--modules-dir", k["modules"]])
@@ -113,6 +116,9 @@ def test_headers_alone_give_the_vmlinux_verdict(testdata, case):
         assert probe[2] == flipped
     if case["expect"] == "nothing-moves":
         assert probe[1] == []
+    for struct, facts in (case.get("structs") or {}).items():
+        if isinstance(facts, dict) and facts["module_size"] != facts["kernel_size"]:
+            assert f"LY003:{struct}" in probe[1], (struct, probe[1])
 
 
 def test_kprobes_drift_from_headers_alone_names_option_and_member(testdata):
