@@ -635,7 +635,19 @@ class ProbeTypes:
     def describe(self) -> str:
         how = "cached" if self.cached else "compiled now"
         version = self._entry.compiler if self._entry else self.compiler.version
-        return f"probe compiled against the headers ({version}, {how})"
+        text = f"probe compiled against the headers ({version}, {how})"
+        built_with = self.spec.config.get("CONFIG_CC_VERSION_TEXT", "").strip('"')
+        if built_with and _release_of(built_with) != version.split(" ", 1)[-1]:
+            # struct layout is the C ABI's and does not change between compiler versions;
+            # said all the same, since a compiler with other defaults is a known risk
+            text += f"; the kernel was built with {built_with}"
+        return text
+
+
+def _release_of(version_text: str) -> str:
+    """The version number at the end of a compiler banner: 12.2.0 of gcc-12 (Debian ...) 12.2.0."""
+    words = version_text.split()
+    return words[-1] if words else ""
 
 
 class LayoutTable:
