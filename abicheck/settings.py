@@ -22,6 +22,7 @@ longer prefix a shorter one, any prefix a category, a category ``ALL``); on a ti
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import tomllib
@@ -110,9 +111,10 @@ def load_settings(path: str | None) -> Settings:
     )
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
-        raise SettingsError(
-            path, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})"
-        )
+        # a misspelt key silently ignored is a setting silently lost: refused in both files
+        near = difflib.get_close_matches(unknown[0], sorted(KNOWN_KEYS), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else "known: " + ", ".join(sorted(KNOWN_KEYS))
+        raise SettingsError(path, f"unknown setting {unknown[0]!r} ({hint})")
     root = os.path.dirname(os.path.abspath(path))
     s = Settings(path=path, root=root)
     s.kernels = [_under(root, k) for k in _strings(path, table, "kernels")]
