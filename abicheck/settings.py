@@ -106,8 +106,12 @@ def load_settings(path: str | None) -> Settings:
         raise SettingsError(path, f"cannot read: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(path, f"invalid TOML: {e}") from None
+    # only pyproject.toml nests the settings; any other file given to --config is read
+    # like abicheck.toml (its top-level keys were once skipped unread, typos and all)
     table: dict[str, Any] = (
-        doc if path.endswith("abicheck.toml") else doc.get("tool", {}).get("abicheck", {})
+        doc.get("tool", {}).get("abicheck", {})
+        if os.path.basename(path) == "pyproject.toml"
+        else doc
     )
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
