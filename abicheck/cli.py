@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -96,7 +96,7 @@ def bind_to_kernel(args: list[str], strict: bool = True) -> list[str]:
     return out
 
 
-def raise_usage(message: str) -> None:
+def raise_usage(message: str) -> NoReturn:
     """A usage error as one line and exit 2 (click's own would add a usage block)."""
     _error(message)
     sys.exit(EXIT_USAGE)
