@@ -6,11 +6,12 @@ Exit codes: 0 no error finding, 1 at least one error finding (refused or loads-u
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -28,40 +29,85 @@ class DefaultToCheck(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            self._refuse_typo(args[0])
             args = ["check", *args]
-        if args and args[0] in ("check", "profile"):
+        if args and args[0] == "check":
             args = bind_to_kernel(args)
+        elif args and args[0] == "profile":
+            args = bind_to_kernel(args, strict=False)
         return super().parse_args(ctx, args)
+
+    def _refuse_typo(self, word: str) -> None:
+        # `abicheck chek x.ko` would otherwise report "chek: no such file" and go on to
+        # check x.ko: a mistyped command is refused before anything runs (an existing
+        # file of that name is a module, as the shorthand promises)
+        if word.startswith("-") or os.path.lexists(word) or os.sep in word or "." in word:
+            return
+        near = difflib.get_close_matches(word, sorted(self.commands), n=1, cutoff=0.6)
+        if near:
+            _error(f"{word!r} is neither a command nor a file; did you mean {near[0]!r}?")
+            sys.exit(EXIT_USAGE)
 
 
 PER_KERNEL = ("--vmlinux", "--modules-dir")
+# argv strings cannot hold a NUL: the tag cannot be confused with a path
+_TAG = "\0"
 
 
-def bind_to_kernel(args: list[str]) -> list[str]:
+def _is_kernel_option(arg: str) -> bool:
+    return arg.partition("=")[0] in ("--kernel", "-k") or (
+        arg.startswith("-k") and not arg.startswith("--")  # -kDIR, click's short form
+    )
+
+
+def bind_to_kernel(args: list[str], strict: bool = True) -> list[str]:
     """``--vmlinux``/``--modules-dir`` belong to the ``--kernel`` before them: tag each
-    value with that kernel's position (click itself keeps no order across options)."""
+    value with that kernel's position (click itself keeps no order across options).
+
+    ``strict``: one given before the first ``--kernel`` when a ``--kernel`` follows is a
+    usage error (it would silently go to that next kernel). With no ``--kernel`` at all
+    it belongs to the running kernel (or the project's kernels)."""
     out, kernel, i = [], 0, 0
     seen_kernel = False
+    orphan: str | None = None
     while i < len(args):
         arg = args[i]
+        if arg == "--":  # positional from here on
+            out += args[i:]
+            break
         name, eq, value = arg.partition("=")
-        if name in ("--kernel", "-k"):
+        if _is_kernel_option(arg):
+            if orphan is not None and strict:
+                raise_usage(
+                    f"{orphan} comes before any --kernel; it belongs to the --kernel before "
+                    "it: put it after the --kernel it describes"
+                )
             kernel += seen_kernel
             seen_kernel = True
         if name in PER_KERNEL:
+            if not seen_kernel and orphan is None:
+                orphan = name
             if not eq and i + 1 < len(args):
                 value, i = args[i + 1], i + 1
-            out += [name, f"{kernel}:{value}"]
+            out += [name, f"{kernel}{_TAG}{value}"]
         else:
             out.append(arg)
         i += 1
     return out
 
 
+def raise_usage(message: str) -> NoReturn:
+    """A usage error as one line and exit 2 (click's own would add a usage block)."""
+    _error(message)
+    sys.exit(EXIT_USAGE)
+
+
 def _per_kernel(values: Sequence[str], count: int, option: str) -> list[str | None]:
     out: list[str | None] = [None] * max(count, 1)
     for tagged in values:
-        index, _, path = tagged.partition(":")
+        index, tag, path = tagged.partition(_TAG)
+        if not tag:  # untagged (`upgrade`, the API): the only kernel's
+            index, path = "0", tagged
         k = int(index) if index.isdigit() else 0
         if k >= len(out):
             raise click.UsageError(f"{option} {path}: no --kernel for it to belong to")
@@ -163,25 +209,28 @@ def main() -> None:
     """
 
 
-def kernel_artefacts(f):
-    """--vmlinux and --modules-dir: artefacts of the --kernel given before them."""
-    f = click.option(
-        "--modules-dir",
-        "modules_dirs",
-        multiple=True,
-        metavar="DIR",
-        help="The installed modules (lib/modules/RELEASE) of the --kernel before "
-        "it: struct module's size and offsets, from the kernel's own "
-        "modules.",
-    )(f)
-    return click.option(
-        "--vmlinux",
-        "vmlinux",
-        multiple=True,
-        metavar="FILE",
-        help="The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of the "
-        "--kernel before it: its BTF or DWARF gives struct layouts.",
-    )(f)
+def kernel_artefacts(f=None, *, owner: str = "the --kernel before it"):
+    """--vmlinux and --modules-dir: artefacts of one kernel (``owner`` in their help)."""
+
+    def decorate(f):
+        f = click.option(
+            "--modules-dir",
+            "modules_dirs",
+            multiple=True,
+            metavar="DIR",
+            help=f"The installed modules (lib/modules/RELEASE) of {owner}: struct module's "
+            "size and offsets, from the kernel's own modules.",
+        )(f)
+        return click.option(
+            "--vmlinux",
+            "vmlinux",
+            multiple=True,
+            metavar="FILE",
+            help=f"The kernel image (vmlinux, vmlinuz, or a -dbg vmlinux) of {owner}: its "
+            "BTF or DWARF gives struct layouts.",
+        )(f)
+
+    return decorate(f) if f is not None else decorate
 
 
 def _option(*names: str, **kw):  # a shorter click.option for the long list below
@@ -246,7 +295,32 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     help="Write the report here instead of standard output.",
 )
 @_option(
-    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour the text report. auto: on a terminal, or when FORCE_COLOR is set; never "
+    "when NO_COLOR is set or the report goes to a file.",
+)
+@_option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Print only the error findings (one line each) and the verdict matrix's failing "
+    "rows or the summary. Input errors still go to standard error.",
+)
+@_option(
+    "--severity",
+    "-S",
+    type=click.Choice(["error", "warning", "info"]),
+    default=None,
+    help="Lowest severity shown (default: info, everything). Display only: the exit code "
+    "follows --fail-on whatever is shown.",
+)
+@_option(
+    "--statistics",
+    is_flag=True,
+    help="Instead of the findings, print how many times each rule fired (text or concise).",
 )
 @_option(
     "--project-root",
@@ -275,7 +349,7 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     "--fail-on",
     type=click.Choice(["error", "warning", "info"]),
     default=None,
-    help="Lowest severity that fails the run (default: error).",
+    help="Lowest severity that fails the run (default: error); independent of --severity.",
 )
 @_option(
     "--exit-zero",
@@ -358,7 +432,19 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     help="A progress bar on standard error (default: on a terminal, for long runs).",
 )
 def check(**opts: Any) -> None:
-    """Check MODULES (.ko files, compressed or not, or directories of them)."""
+    """Check MODULES (.ko files, compressed or not, or directories of them).
+
+    --vmlinux and --modules-dir belong to the --kernel before them (one given before
+    any --kernel is an error; with no --kernel at all, they are the running kernel's).
+
+    \b
+    Examples:
+      abicheck check hello.ko --kernel /usr/src/linux-headers-6.1.0-56-amd64
+      abicheck check build/ -k K1 --vmlinux /boot/vmlinuz-R1 -k K2 --modules-dir DIR2
+      abicheck check DIR --kernel fleet/ --quiet      (only the summary and the errors)
+      abicheck check DIR --format concise --severity warning | sort
+      abicheck check DIR --statistics                 (findings counted per rule)
+    """
     from abicheck.commands import run_check
 
     sys.exit(run_check(opts))
@@ -399,15 +485,24 @@ def profile() -> None:
 
 
 @profile.command("save")
-@click.option("--kernel", "-k", "kernel", required=True, metavar="TARGET")
 @click.option(
-    "--output",
+    "--kernel",
+    "-k",
+    "kernel",
+    required=True,
+    metavar="TARGET",
+    help="The kernel to save: headers or build directory, 'running', or a profile.",
+)
+@click.option(
+    "--output-file",
     "-o",
     "output",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="Profile file; .gz compresses it.",
+    help="Profile file to write (required); .gz compresses it.",
 )
+# the option's first name, kept working for scripts written before -o meant --output-file
+@click.option("--output", "output_alias", hidden=True, type=click.Path(dir_okay=False))
 @kernel_artefacts
 @click.option(
     "--btf/--no-btf",
@@ -426,12 +521,22 @@ def profile() -> None:
 )
 def profile_save(
     kernel: str,
-    output: str,
+    output: str | None,
+    output_alias: str | None,
     vmlinux: tuple[str, ...],
     modules_dirs: tuple[str, ...],
     with_btf: bool,
     layouts: str,
 ) -> None:
+    """Save the facts of one kernel (exports, CRCs, config, struct layouts, BTF) to FILE.
+
+    \b
+    Example:
+      abicheck profile save -k /usr/src/linux-headers-R --vmlinux /boot/vmlinuz-R -o R.json.gz
+    """
+    output = output or output_alias
+    if output is None:
+        raise_usage("profile save: give the profile file with --output-file/-o FILE")
     from abicheck.targets.profile import save_profile
 
     targets, errors = load_targets([kernel], vmlinux, modules_dirs, layouts)
@@ -481,7 +586,7 @@ def profile_save(
     type=click.Path(file_okay=False),
     help="The system root to look under (for images and tests).",
 )
-@kernel_artefacts
+@kernel_artefacts(owner="the --to kernel")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def upgrade(
     to: str,

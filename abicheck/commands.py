@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 import click
 
 from abicheck.errors import EXIT_USAGE, AbicheckError
-from abicheck.model import Verdict
+from abicheck.model import Result, Severity, Verdict
 
 
 def _error(message: str) -> None:
@@ -63,6 +64,9 @@ def run_check(opts: dict[str, Any]) -> int:
     exit_zero = bool(opts["exit_zero"]) or settings.exit_zero
     baseline_path = opts["baseline"] or settings.baseline
 
+    if opts.get("statistics") and fmt not in ("text", "concise"):
+        _error(f"--statistics prints a table of counts; it does not combine with --format {fmt}")
+        return EXIT_USAGE
     if not opts["modules"]:
         _error("no module given (abicheck check FILE.ko ... or DIR)")
         return EXIT_USAGE
@@ -158,6 +162,14 @@ def run_check(opts: dict[str, Any]) -> int:
         results = gate.apply(results, settings, ["ALL"], [], set(prints), fingerprint)
 
     use_color = _use_color(opts["color"], opts["output_file"])
+    # what is shown, never what is decided: the exit code below reads the unfiltered results
+    shown = _at_least(results, opts.get("severity") or "info")
+    unusable = bool(target_errors) or any(r.verdict is Verdict.UNREADABLE for r in results)
+    code = gate.exit_code(results, fail_on, exit_zero, unusable)
+    if opts.get("statistics"):
+        from abicheck.reporters.concise import statistics
+
+        return code if _write(statistics(shown), opts["output_file"], False) else EXIT_USAGE
     reporter = get_reporter(fmt)
     if fmt == "sarif" and not opts["output_file"]:
         from abicheck.reporters.sarif import report as reporter  # one document on stdout
@@ -167,21 +179,38 @@ def run_check(opts: dict[str, Any]) -> int:
         if fmt == "sarif" and opts.get("sarif_category")
         else {}
     )
+    if fmt in ("text", "concise") and opts.get("quiet"):
+        extra["quiet"] = True
     try:
-        written = reporter(results, targets, use_color, project_root=root, fail_on=fail_on, **extra)
+        written = reporter(shown, targets, use_color, project_root=root, fail_on=fail_on, **extra)
     except AbicheckError as e:
         _error(str(e))
         return EXIT_USAGE
     if not _write(written, opts["output_file"], use_color):
         return EXIT_USAGE
-    unusable = bool(target_errors) or any(r.verdict is Verdict.UNREADABLE for r in results)
-    return gate.exit_code(results, fail_on, exit_zero, unusable)
+    return code
+
+
+def _at_least(results: list[Result], lowest: str) -> list[Result]:
+    """``--severity``: hide findings below ``lowest``; verdicts stay as the kernel decides."""
+    rank = Severity(lowest).rank
+    if rank == Severity.INFO.rank:
+        return results
+    return [
+        replace(r, findings=tuple(f for f in r.findings if f.severity.rank <= rank))
+        for r in results
+    ]
 
 
 def _use_color(color: str, output_file: str | None) -> bool:
+    """--color beats the environment; of the two conventions NO_COLOR (no-color.org) beats
+    FORCE_COLOR (force-color.org), the user's refusal outranking a tool's insistence; a
+    report written to a file never gets escape codes unless --color always asks."""
     if color != "auto":
         return color == "always"
-    return output_file is None and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    if output_file is not None or os.environ.get("NO_COLOR"):
+        return False
+    return os.environ.get("FORCE_COLOR", "") not in ("", "0") or sys.stdout.isatty()
 
 
 def _write(written: str | list[tuple[str, str]], output_file: str | None, color: bool) -> bool:

@@ -22,6 +22,7 @@ longer prefix a shorter one, any prefix a category, a category ``ALL``); on a ti
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
 import tomllib
@@ -105,14 +106,19 @@ def load_settings(path: str | None) -> Settings:
         raise SettingsError(path, f"cannot read: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(path, f"invalid TOML: {e}") from None
+    # only pyproject.toml nests the settings; any other file given to --config is read
+    # like abicheck.toml (its top-level keys were once skipped unread, typos and all)
     table: dict[str, Any] = (
-        doc if path.endswith("abicheck.toml") else doc.get("tool", {}).get("abicheck", {})
+        doc.get("tool", {}).get("abicheck", {})
+        if os.path.basename(path) == "pyproject.toml"
+        else doc
     )
     unknown = sorted(set(table) - KNOWN_KEYS)
     if unknown:
-        raise SettingsError(
-            path, f"unknown setting {unknown[0]!r} (known: {', '.join(sorted(KNOWN_KEYS))})"
-        )
+        # a misspelt key silently ignored is a setting silently lost: refused in both files
+        near = difflib.get_close_matches(unknown[0], sorted(KNOWN_KEYS), n=1)
+        hint = f"did you mean {near[0]!r}?" if near else "known: " + ", ".join(sorted(KNOWN_KEYS))
+        raise SettingsError(path, f"unknown setting {unknown[0]!r} ({hint})")
     root = os.path.dirname(os.path.abspath(path))
     s = Settings(path=path, root=root)
     s.kernels = [_under(root, k) for k in _strings(path, table, "kernels")]

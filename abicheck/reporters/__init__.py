@@ -24,9 +24,11 @@ def get_reporter(name: str) -> Reporter:
         from abicheck.reporters.junit import report
     elif name == "github":
         from abicheck.reporters.github import report
+    elif name == "concise":
+        from abicheck.reporters.concise import report
     else:
         raise KeyError(name)
     return report
 
 
-FORMATS = ("text", "json", "sarif", "junit", "github")
+FORMATS = ("text", "json", "sarif", "junit", "github", "concise")

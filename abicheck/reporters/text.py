@@ -29,18 +29,32 @@ _SEVERITY_STYLE = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.I
 
 
 def report(
-    results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False, **_: object
+    results: Sequence[Result],
+    targets: Sequence[KernelTarget],
+    color: bool = False,
+    *,
+    quiet: bool = False,
+    **_: object,
 ) -> str:
+    """``quiet``: the error findings one line each, the matrix (only its rows that do not
+    load) or the summary; a clean tree of thousands of modules prints two lines."""
     by_id = {t.id: t for t in targets}
     fired: list[str] = []
     lines: list[Line] = []
-    for r in results:
-        lines += _result(r, by_id.get(r.target), fired)
+    matrix_results = results
+    if quiet:
+        lines = _quiet_lines(results, fired)
+        # rows that load everywhere are what --quiet is for hiding
+        failing = {r.module for r in results if r.verdict not in _LOADS}
+        matrix_results = [r for r in results if r.module in failing]
+    else:
+        for r in results:
+            lines += _result(r, by_id.get(r.target), fired)
     tail: list[Line] = []
-    if len(results) > 1:
+    if len(results) > 1 or quiet:
         tail += _summary(results)
     tail += [[(f"For more information: abicheck rule {rule}", None)] for rule in fired]
-    matrix = len(targets) > 1 and len(results) > 1
+    matrix = len(targets) > 1 and len(matrix_results) > 1
     plain = "".join("".join(text for text, _ in line) + "\n" for line in lines + tail)
     if needs_display(plain, len(lines) + len(tail)):
         # a segment carries module or file-name bytes: escaped one by one (rare)
@@ -49,7 +63,29 @@ def report(
     # then the whole report, for what only a line as a whole can show
     if not color and not matrix:
         return safe_text(plain)
-    return safe_text(_render(lines, tail, results, targets if matrix else None, color))
+    return safe_text(_render(lines, tail, matrix_results, targets if matrix else None, color))
+
+
+_LOADS = (Verdict.LOADS, Verdict.LOADS_TAINTED)
+
+
+def _quiet_lines(results: Sequence[Result], fired: list[str]) -> list[Line]:
+    lines: list[Line] = []
+    for r in results:
+        for f in r.findings:
+            if f.severity is not Severity.ERROR:
+                continue
+            lines.append(
+                [
+                    (display_path(r.module), "bold"),
+                    (": ", None),
+                    (f.rule, _SEVERITY_STYLE[f.severity]),
+                    (f" [{r.target}] {f.message}", None),
+                ]
+            )
+            if f.rule not in fired:
+                fired.append(f.rule)
+    return lines
 
 
 def _render(
