@@ -220,8 +220,11 @@ class CheckContext:
         kernel_says: str | None = None,
         stage: str | None = None,
         errno: str | None = None,
+        variant: str | None = None,
         **evidence: Any,
     ) -> Finding:
+        """``variant``: a key of the rule's [data] holding another message template
+        (e.g. ``message_grouped``), for one rule ID that speaks of one thing or many."""
         rule = ruledata.rule(rule_id)
         effect = effect or rule.effect
         values = {"module": self.module.name, "release": self.target.release, **evidence}
@@ -235,7 +238,7 @@ class CheckContext:
             category=rule.category,
             severity=SEVERITY_OF_EFFECT[effect],
             effect=effect,
-            message=render(rule.message, values),
+            message=render(rule.data[variant] if variant else rule.message, values),
             kernel_says=render(says, values) if says else None,
             evidence=evidence,
             fix=render(rule.fix, values),

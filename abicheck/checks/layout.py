@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from abicheck import ruledata
 from abicheck.checks import check
+from abicheck.checks.modversions import another_kernel, shown
 from abicheck.context import CheckContext, license_is_gpl_compatible
 from abicheck.model import Effect, Finding, GuardedMember, Member, StructLayout
 from abicheck.readers.elf import SHF_ALLOC
@@ -320,13 +321,21 @@ def _relayout(kernel: StructLayout, removed: set[str]) -> dict[str, int]:
 # -- the checks ------------------------------------------------------------------------------
 
 
-@check("LY001")
-def this_module_size(ctx: CheckContext) -> Iterator[Finding]:
+def _this_module_size_refused(ctx: CheckContext) -> bool:
+    """LY001's question, which LY003 asks too."""
     kernel, tm = ctx.target.struct_module, ctx.module.this_module
     if kernel is None or tm is None or tm.sh_size == kernel.size:
+        return False
+    # the size check came with 6.4 (elf_validity_cache_index_mod()); LY002 judges
+    return ctx.generation != "6.1"
+
+
+@check("LY001")
+def this_module_size(ctx: CheckContext) -> Iterator[Finding]:
+    if not _this_module_size_refused(ctx):
         return
-    if ctx.generation == "6.1":
-        return  # the size check came with 6.4 (elf_validity_cache_index_mod()); LY002 judges
+    kernel, tm = ctx.target.struct_module, ctx.module.this_module
+    assert kernel is not None and tm is not None
     yield ctx.finding(
         "LY001", module_size=tm.sh_size, kernel_size=kernel.size, kernel_source=kernel.source
     )
@@ -472,23 +481,51 @@ def _kernel_view(
 def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
     mine_all, theirs_all = _kernel_view(ctx)
     ktypes = ctx.target.types
-    for i, (name, mine) in enumerate(sorted(mine_all.items())):
+    if ktypes is None:
+        return
+    drifted = []
+    for name, mine in sorted(mine_all.items()):
         theirs = theirs_all.get(name)
-        if theirs is None or ktypes is None:
-            continue
-        diff = compare(mine, theirs)
+        diff = compare(mine, theirs) if theirs is not None else []
         if diff:
-            yield ctx.finding(
-                "LY003",
-                order=(i,),
-                struct=name.removeprefix("struct "),
-                difference=diff[0],
-                differences=diff[:20],
-                module_size=mine.size,
-                kernel_size=theirs.size,
-                kernel_source=ctx.target.layout_source or ktypes.source,
-                hint=_hint(ctx),
-            )
+            drifted.append((name, mine, theirs, diff))
+    kernel_source = ctx.target.layout_source or ktypes.source
+    because = another_kernel(ctx) + (["LY001"] if _this_module_size_refused(ctx) else [])
+    if because and len(drifted) > 1:
+        # Built against another kernel, already said (and refused) by these rules: the
+        # structs differ as a matter of course, and one finding names them.
+        names = [name for name, *_ in drifted]
+        yield ctx.finding(
+            "LY003",
+            variant="message_grouped",
+            count=len(drifted),
+            shown=shown([n.removeprefix("struct ") for n in names]),
+            because=" and ".join(because),
+            kernel_source=kernel_source,
+            hint=_hint(ctx),
+            structs=[
+                {
+                    "struct": name.removeprefix("struct "),
+                    "difference": diff[0],
+                    "module_size": mine.size,
+                    "kernel_size": theirs.size,
+                }
+                for name, mine, theirs, diff in drifted
+            ],
+        )
+        return
+    for i, (name, mine, theirs, diff) in enumerate(drifted):
+        yield ctx.finding(
+            "LY003",
+            order=(i,),
+            struct=name.removeprefix("struct "),
+            difference=diff[0],
+            differences=diff[:20],
+            module_size=mine.size,
+            kernel_size=theirs.size,
+            kernel_source=kernel_source,
+            hint=_hint(ctx),
+        )
 
 
 @check("LY004")

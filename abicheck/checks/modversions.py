@@ -85,18 +85,74 @@ def modversions_one_side(ctx: CheckContext) -> Iterator[Finding]:
     )
 
 
+# How many symbols a grouped finding names in its message; the evidence has them all.
+GROUPED_SHOWN = 5
+
+
+def another_kernel(ctx: CheckContext) -> list[str]:
+    """The rules that already say the module was built for another kernel: MV004
+    (module_layout's CRC differs) and VM001 (the vermagic differs beyond the
+    ``modversions`` word, which MV005 explains and which is not another kernel).
+    After them, per-symbol and per-struct differences are expected and say nothing new."""
+    if "another_kernel" not in ctx.memo:
+        why = []
+        exports = ctx.elf_usable and ctx.target.exports is not None
+        if exports and _module_layout(ctx)[0] == "mismatch":
+            why.append("MV004")
+        vm = vermagic_differences(ctx)
+        if vm is not None and not only_modversions_differs(vm[1]):
+            why.append("VM001")
+        ctx.memo["another_kernel"] = why
+    return ctx.memo["another_kernel"]
+
+
+def shown(names: list[str]) -> str:
+    """The first few names, and how many more the evidence holds."""
+    more = len(names) - GROUPED_SHOWN
+    return ", ".join(names[:GROUPED_SHOWN]) + (f" and {more} more" if more > 0 else "")
+
+
 @check("MV001")
 def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
-    for r in resolve(ctx):
-        if r.version == "mismatch" and r.provider is not None:
-            yield ctx.finding(
-                "MV001",
-                order=(r.symbol.index, 2),
-                symbol=r.symbol.name,
-                module_crc=_hex(r.module_crc),
-                kernel_crc=_hex(r.provider.export.crc),
-                owner=r.provider.name,
-            )
+    mismatches = [r for r in resolve(ctx) if r.version == "mismatch" and r.provider is not None]
+    if not mismatches:
+        return
+    because = another_kernel(ctx)
+    # one mismatch stays as it is: a group of one would say less than the symbol's own
+    if because and len(mismatches) > 1:
+        # A module of another build differs in most CRCs; the kernel refuses it at
+        # module_layout or the vermagic before it compares any of them. One finding
+        # says so; the evidence keeps every symbol for whoever wants the list.
+        names = [r.symbol.name for r in mismatches]
+        yield ctx.finding(
+            "MV001",
+            variant="message_grouped",
+            order=(mismatches[0].symbol.index, 2),
+            kernel_says="",
+            count=len(mismatches),
+            shown=shown(names),
+            because=" and ".join(because),
+            symbols=names,
+            mismatches=[
+                {
+                    "symbol": r.symbol.name,
+                    "module_crc": _hex(r.module_crc),
+                    "kernel_crc": _hex(r.provider.export.crc),
+                    "owner": r.provider.name,
+                }
+                for r in mismatches
+            ],
+        )
+        return
+    for r in mismatches:
+        yield ctx.finding(
+            "MV001",
+            order=(r.symbol.index, 2),
+            symbol=r.symbol.name,
+            module_crc=_hex(r.module_crc),
+            kernel_crc=_hex(r.provider.export.crc),
+            owner=r.provider.name,
+        )
 
 
 @check("MV002")

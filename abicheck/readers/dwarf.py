@@ -129,6 +129,7 @@ _QUALIFIERS = {
 }
 # Tags that only rename or qualify another type: sizes and layouts look through them.
 _MODIFIERS = frozenset({"DW_TAG_typedef", *_QUALIFIERS})
+_PARAM = "DW_TAG_formal_parameter"
 _POINTERS = frozenset(
     {"DW_TAG_pointer_type", "DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"}
 )
@@ -890,6 +891,14 @@ class ModuleTypes:
             index = self._built_index()
             return _reach(index, index.roots, follow_pointers)
 
+    def code_structs(self) -> set[str]:
+        """Names of the complete structs and unions whose layout the module's own code
+        depends on: what LY003 compares. Narrower than :meth:`used_structs`; the rule
+        and why are at :func:`_reach_code`. Every name returned is a key of
+        :meth:`structs`."""
+        with self._checked("following the types the code uses"):
+            return _reach_code(self._built_index())
+
     def decl_line(self, name: str) -> tuple[str, int] | None:
         """(file, line) of a function, variable or struct ("struct module").
 
@@ -1018,6 +1027,10 @@ class _Index:
         self.defined_variables: dict[str, DIE] = {}
         self.declared: dict[str, DIE] = {}  # declarations of either
         self.roots: list[DIE] = []  # where used_structs() starts
+        # where code_structs() starts: the same DIEs minus those of the *.mod.c unit;
+        # True for an external function's prototype, whose pointers the kernel follows
+        self.code_roots: list[tuple[DIE, bool]] = []
+        self._generated = False  # walking the *.mod.c unit modpost generates
 
     def find_struct(self, name: str) -> DIE | None:
         tags, bare = _split_struct_name(name)
@@ -1035,6 +1048,9 @@ class _Index:
         return index
 
     def _walk(self, cu: CompileUnit) -> None:
+        # __this_module (a struct module) and the tables modpost emits are not the
+        # module author's code: LY001/LY002 judge struct module itself
+        self._generated = _own_name(cu.get_top_DIE()).endswith(".mod.c")
         # iter_DIEs() reads forward from the unit's first DIE to its end and nothing
         # else, so it ends on any input; the stack of open DIEs is kept here.
         stack: list[tuple[DIE, bool]] = []  # (DIE, inside a defined function)
@@ -1059,11 +1075,11 @@ class _Index:
             if _is_declaration(die):
                 if "DW_AT_external" in die.attributes:
                     self.declared.setdefault(name, die)
-                    self.roots.append(die)
+                    self._root(die, prototype=True)
                 return False
             if name:
                 self._define(name, die)
-            self.roots.append(die)
+            self._root(die)
             return True
         elif tag == "DW_TAG_variable":
             if depth == 1:
@@ -1073,12 +1089,21 @@ class _Index:
                 else:
                     self._define(name, die)
                     self.defined_variables.setdefault(name, die)
-                self.roots.append(die)
+                self._root(die)
             elif in_function:
-                self.roots.append(die)  # locals, static or not
+                self._root(die)  # locals, static or not
         elif tag == "DW_TAG_formal_parameter" and in_function:
-            self.roots.append(die)
+            self._root(die)
         return False
+
+    def _root(self, die: DIE, prototype: bool = False) -> None:
+        self.roots.append(die)
+        # THIS_MODULE is &__this_module, declared in every unit that stores it (module
+        # parameters, file operations): an address, and struct module is LY001/LY002's
+        if not self._generated and not (
+            die.tag == "DW_TAG_variable" and _name(die) == "__this_module"
+        ):
+            self.code_roots.append((die, prototype))
 
     def _record_struct(self, die: DIE, in_function: bool) -> None:
         if not _own_name(die) or not _is_complete_struct(die):
@@ -1133,6 +1158,57 @@ def _reach(index: _Index, roots: list[DIE], follow_pointers: bool) -> set[str]:
             todo.append(_type(die))
             todo += [_type(p) for p in _children(die) if p.tag == "DW_TAG_formal_parameter"]
     # a struct reached only through a CU that merely declares it and defines no other
+    return {name for name in found if name in index.structs}
+
+
+def _reach_code(index: _Index) -> set[str]:
+    """Struct names whose layout the module's own code depends on.
+
+    DWARF records the types of things, not which members the code dereferences, so
+    "uses" is approximated from what the code holds:
+
+    - roots: the functions (return type, parameters, locals, the header inlines
+      compiled in) and variables of the module's own units, and the prototypes of the
+      external functions and variables it declares; never the *.mod.c unit, whose
+      __this_module reaches most of the kernel through struct module's pointers;
+    - by value: typedefs, qualifiers, arrays and embedded members are followed, since
+      their bytes are laid out by the module's compiler;
+    - pointers: one level, from a root of the module's own code only (a parameter,
+      local, variable or return value of its functions: code holding a ``struct foo *``
+      is the code that reads ``foo->x``). A pointer inside a struct, or in an external
+      prototype, is not followed: the module does not lay out the pointee, and
+      following them reached srcu_struct, mm_struct and task_struct from a hello.ko.
+      A pointer loaded from a member into a register that DWARF describes nowhere is
+      missed; that is the price of not reporting the whole kernel.
+    """
+    found: set[str] = set()
+    seen: set[tuple[int, bool]] = set()
+    todo: list[tuple[DIE | None, bool]] = []  # (type, a pointer here may be followed)
+    for root, prototype in index.code_roots:
+        todo.append((_type_inherited(root), not prototype))
+        if root.tag == "DW_TAG_subprogram" and prototype:
+            todo += [(_type(p), False) for p in _children(root) if p.tag == _PARAM]
+    while todo:
+        die, deref = todo.pop()
+        if die is None or (die.offset, deref) in seen:
+            continue
+        seen.add((die.offset, deref))
+        tag = die.tag
+        if tag in _STRUCT_TAGS:
+            if not _is_complete_struct(die):
+                definition = index.structs.get(_struct_key(die)) if _own_name(die) else None
+                if definition is not None:
+                    todo.append((definition, False))
+                continue
+            if _own_name(die):
+                found.add(_struct_key(die))
+            todo += [(_type(m), False) for m in _children(die) if m.tag == "DW_TAG_member"]
+        elif tag in _POINTERS:
+            if deref:
+                todo.append((_type(die), False))
+        elif tag in _MODIFIERS or tag == "DW_TAG_array_type":
+            todo.append((_type(die), deref))
+        # a function pointer's prototype is a call into other code: not followed
     return {name for name in found if name in index.structs}
 
 

@@ -412,7 +412,8 @@ class ModuleDwarf:
             return None
 
     def used_structs(self) -> dict[str, StructLayout]:
-        """The complete structs the module defines and uses, by "struct NAME"."""
+        """The complete structs whose layout the module's own code depends on, by
+        "struct NAME" (ModuleTypes.code_structs(): not everything its DWARF reaches)."""
         types = self._load()
         if types is None:
             return {}
@@ -420,7 +421,7 @@ class ModuleDwarf:
 
         try:
             defined = types.structs()
-            return {n: defined[n] for n in sorted(types.used_structs()) if n in defined}
+            return {n: defined[n] for n in sorted(types.code_structs()) if n in defined}
         except (DwarfError, ValueError) as e:
             self.error = str(e)
             return {}
