@@ -50,18 +50,18 @@ def test_probe_struct_module_equals_btf(testdata, role):
 
 @pytest.mark.parametrize("role", ["6.1-a", "6.12"])
 def test_probe_structs_a_module_uses_equal_btf(testdata, role):
-    """Every struct a real module with debug info uses (drift_struct.ko: mutexes,
-    spinlocks, task_struct through current) comes out of the probe as the BTF has it."""
-    from abicheck.readers.module import ModuleDwarf
+    """Every struct a real module's DWARF reaches (hello.ko built with debug info, as
+    Kbuild does with Debian's headers: through struct module to task_struct, mm_struct,
+    mutexes, kobjects ...), probed from the headers that declare it, comes out as the
+    kernel's BTF has it. The wide reach (pointers followed) is used here on purpose: it
+    asks the probe for ~150 structs from ~70 headers."""
+    from abicheck.readers.dwarf import module_types
 
     k = kernel(testdata, role)
-    module = built(testdata, role, "drift_struct.ko")
-    if not os.path.exists(module):
-        module = built(testdata, role, "hello.ko")
-    dwarf = ModuleDwarf(module)
-    used = dwarf.used_structs()
-    assert used, "the test module has no DWARF"
-    wanted = {n: (dwarf.decl_line(n) or (None,))[0] for n in used}
+    types = module_types(built(testdata, role, "hello.ko"))
+    assert types is not None, "the test module has no DWARF"
+    used = sorted(n for n in types.used_structs() if n != "struct module")
+    wanted = {n: (types.decl_line(n) or (None,))[0] for n in used}
     probed = _probe(k["headers"]).layouts(wanted)
     btf = BtfTypes(k["vmlinuz"])
     compared = 0
@@ -71,8 +71,8 @@ def test_probe_structs_a_module_uses_equal_btf(testdata, role):
             continue
         assert (layout.size, _members(layout)) == (theirs.size, _members(theirs)), name
         compared += 1
-    assert compared >= 20
-    task = probed.get("struct task_struct")
+    assert compared >= 100, compared
+    task = probed["struct task_struct"]
     assert task is not None
     assert task.member("pid").offset == btf.struct("task_struct").member("pid").offset
 
