@@ -206,7 +206,7 @@ def test_github_at_most_ten_per_level_then_a_notice(real_run, tmp_path, monkeypa
     total = sum(len(r.findings) for r in results)
     shown = sum(n for k, n in kinds.items()) - 1
     assert lines[-1].startswith(f"::notice title=abicheck::{total - shown} more annotations")
-    assert "--format sarif" in lines[-1]
+    assert "--format json" in lines[-1]
 
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("earlier step\n## abicheck\n"), "appended, never overwritten"

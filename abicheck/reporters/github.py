@@ -121,8 +121,8 @@ def report(
         n = sum(left_out.values())
         out.append(
             f"::notice title=abicheck::{n} more annotations left out ({parts}): GitHub "
-            f"shows {MAX_PER_LEVEL} of each type per step. The job summary, "
-            "--format text and --format sarif have them all."
+            f"shows {MAX_PER_LEVEL} of each type per step. The job summary counts them; "
+            "--format text or --format json lists them all."
         )
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path:
