@@ -20,7 +20,7 @@ from dataclasses import replace
 import jsonschema
 import pytest
 import xmlschema
-from conftest import REPO, sample, sample_kernel
+from conftest import REPO, run_cli, sample, sample_kernel
 
 from abicheck.context import Assumptions
 from abicheck.model import Result, Severity
@@ -233,3 +233,17 @@ def test_github_a_small_run_has_no_closing_notice(real_run):
     text = github.report(one, targets, project_root=REPO)
     assert "::notice title=abicheck::" not in text
     assert text.splitlines()[-1].startswith("abicheck: 1 (module, kernel) pair: ")
+
+
+def test_sarif_notes_flag_through_the_command_line(tmp_path):
+    args = ["check", sample("intree", K47), "--kernel", sample_kernel(K47), "--isolated"]
+    args += ["--format", "sarif", "--project-root", REPO]
+    default = run_cli([*args, "-o", str(tmp_path / "a.sarif")])
+    assert "--sarif-notes includes them" in default.stderr
+    asked = run_cli([*args, "--sarif-notes", "-o", str(tmp_path / "b.sarif")])
+    assert "note-level" not in asked.stderr
+    notes = [
+        _levels(json.loads((tmp_path / name).read_text(encoding="utf-8")))["note"]
+        for name in ("a.sarif", "b.sarif")
+    ]
+    assert notes[0] == 0 < notes[1]
