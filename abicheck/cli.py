@@ -337,6 +337,13 @@ def _option(*names: str, **kw):  # a shorter click.option for the long list belo
     "jobs checking the same kernel.",
 )
 @_option(
+    "--sarif-notes",
+    is_flag=True,
+    default=None,
+    help="Write note-level (info) results into SARIF too; left out by default, since a "
+    "module tree holds thousands (also on with --fail-on info).",
+)
+@_option(
     "--select",
     multiple=True,
     metavar="RULES",

@@ -174,13 +174,15 @@ def run_check(opts: dict[str, Any]) -> int:
     if fmt == "sarif" and not opts["output_file"]:
         from abicheck.reporters.sarif import report as reporter  # one document on stdout
     root = opts.get("project_root") or os.environ.get("GITHUB_WORKSPACE") or settings.root
-    extra = (
+    extra: dict[str, Any] = (
         {"category": opts["sarif_category"]}
         if fmt == "sarif" and opts.get("sarif_category")
         else {}
     )
     if fmt in ("text", "concise") and opts.get("quiet"):
         extra["quiet"] = True
+    if fmt == "sarif" and opts.get("sarif_notes"):
+        extra["notes"] = True
     try:
         written = reporter(shown, targets, use_color, project_root=root, fail_on=fail_on, **extra)
     except AbicheckError as e:

@@ -21,8 +21,20 @@ both read in 2026:
 
 A fleet with more kernels than a file may hold is split by :func:`documents`. The
 module and source paths are made relative to the project root (the repository), which
-is what GitHub matches against its checkout; paths outside the root stay absolute
-(``file://`` URIs): GitHub lists such alerts without a file to show them in.
+is what GitHub matches against its checkout: ``uriBaseId`` ``%SRCROOT%``. A module
+outside the root (a distribution's ``/lib/modules`` tree) is made relative to the
+deepest directory holding all such modules of the run, ``uriBaseId`` ``MODULEDIR``;
+both bases are declared in ``originalUriBaseIds``, so no result carries a ``file:///``
+URI and the file stays valid when the tree moves. GitHub lists those alerts without a
+file to show them in.
+
+A whole module tree holds thousands of ``note`` results (INFO findings: TN001 taints on
+every out-of-tree module, ...), far past the 5 000 results GitHub shows per run: they
+are written only when asked (``--sarif-notes``, or ``--fail-on info``, where they fail
+the run). Beyond :data:`MAX_SHOWN_RESULTS` per run only the most severe are written.
+Whatever is left out is said in the run (``invocations[0].toolExecutionNotifications``
+and ``properties.omitted``) and on standard error, with the option that brings it back.
+Each run lists only the rules its results reference (GitHub reads no others).
 
 The fingerprint helpers here (:func:`fingerprint`, :func:`occurrence_fingerprints`,
 :func:`project_path`, :func:`location`) are shared by the junit and github reporters; a
@@ -31,9 +43,11 @@ baseline must use the same ones, or its fingerprints will not match the SARIF on
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -48,7 +62,7 @@ from abicheck.fingerprint import (  # noqa: F401  (re-exported)
     project_path,
 )
 from abicheck.model import Finding, KernelTarget, Result, Severity
-from abicheck.reporters.escape import json_text
+from abicheck.reporters.escape import json_text, message_line
 from abicheck.ruledoc import rule_as_text
 
 SARIF_VERSION = "2.1.0"
@@ -57,10 +71,16 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # GitHub's hard limits (see the module docstring); a file beyond them is rejected whole.
 MAX_RUNS_PER_FILE = 20
 MAX_RESULTS_PER_RUN = 25_000
+# ... of which GitHub stores and shows only the top 5 000 "prioritized by severity"
+# (github/docs#38085: in practice "Only 5000 were stored"): abicheck chooses them itself,
+# by severity then in the report's order, rather than leave the choice to the upload.
+MAX_SHOWN_RESULTS = 5_000
+MAX_GZIP_BYTES = 10 * 1024 * 1024
 # GitHub truncates longer rule descriptions.
 _MAX_DESCRIPTION = 1024
 
 SRCROOT = "%SRCROOT%"
+OUTSIDE = "MODULEDIR"
 
 LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
 # GitHub's properties.problem.severity vocabulary for non-security rules
@@ -124,12 +144,32 @@ def location(
     return project_path(module_path or ".", project_root), 1
 
 
-def artifact_location(path: str) -> dict[str, str]:
+def artifact_location(path: str, outside: str | None = None) -> dict[str, str]:
+    """A relative URI against ``%SRCROOT%`` or, for an absolute path under ``outside``
+    (the run's directory of modules outside the root), against ``MODULEDIR``."""
     if os.path.isabs(path):
-        return {"uri": PurePosixPath(path).as_uri()}
+        if outside is None:
+            return {"uri": PurePosixPath(path).as_uri()}
+        rel = os.path.relpath(path, outside)
+        return {"uri": quote(os.fsencode(rel)), "uriBaseId": OUTSIDE}
     # bytes, not str: a file name that is not UTF-8 is still a URI (%FF), where quote()
     # of the surrogate-escaped str would raise
     return {"uri": quote(os.fsencode(path)), "uriBaseId": SRCROOT}
+
+
+def _directory_uri(path: str) -> str:
+    uri = PurePosixPath(path).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def _outside_dir(paths: Sequence[str]) -> str | None:
+    """The deepest directory holding every absolute path, or None when there is none."""
+    absolute = [p for p in paths if os.path.isabs(p)]
+    if not absolute:
+        return None
+    common = os.path.commonpath(absolute)
+    # one module alone: its commonpath is the file itself
+    return os.path.dirname(common) if common in absolute else common
 
 
 # --- rules ------------------------------------------------------------------------------
@@ -226,49 +266,67 @@ def _run(
     target_id: str,
     automation_id: str,
     results: Sequence[Result],
-    rules: Sequence[ruledata.Rule],
     root: str,
+    notes: bool,
+    max_results: int,
 ) -> dict[str, Any]:
-    index = {r.id: i for i, r in enumerate(rules)}
-    out: list[dict[str, Any]] = []
     release = target.release if target else (results[0].kernel if results else target_id)
+    # (severity rank, order, result, finding, fingerprint, module path): chosen first,
+    # built after, so that a tree's thousands of left-out notes cost no JSON
+    chosen: list[tuple[int, int, Result, Finding, str, str]] = []
+    omitted_notes = 0
     for r in results:
         module_rel = project_path(r.module or ".", root)
         prints = occurrence_fingerprints(r.findings, module_rel, release)
         for f, fp in zip(r.findings, prints, strict=True):
-            path, line = location(f, r.module, root)
-            res: dict[str, Any] = {"ruleId": f.rule}
-            if f.rule in index:
-                res["ruleIndex"] = index[f.rule]
-            res |= {
-                "level": LEVEL[f.severity],
-                "message": {"text": _message(f)},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": artifact_location(path),
-                            "region": {"startLine": line},
-                        }
+            if f.severity is Severity.INFO and not notes:
+                omitted_notes += 1
+                continue
+            chosen.append((f.severity.rank, len(chosen), r, f, fp, module_rel))
+    omitted_over_limit = 0
+    if len(chosen) > max_results:
+        kept = sorted(chosen, key=lambda c: (c[0], c[1]))[:max_results]
+        omitted_over_limit = len(chosen) - len(kept)
+        chosen = sorted(kept, key=lambda c: c[1])
+    where = [(c[3], location(c[3], c[2].module, root)) for c in chosen]
+    outside = _outside_dir([path for _, (path, _) in where])
+    referenced = sorted({c[3].rule for c in chosen})
+    rules = [ruledata.rule(i) for i in referenced if i in ruledata.all_rules()]
+    index = {r.id: i for i, r in enumerate(rules)}
+    out: list[dict[str, Any]] = []
+    for (_, _, r, f, fp, module_rel), (_, (path, line)) in zip(chosen, where, strict=True):
+        res: dict[str, Any] = {"ruleId": f.rule}
+        if f.rule in index:
+            res["ruleIndex"] = index[f.rule]
+        res |= {
+            "level": LEVEL[f.severity],
+            "message": {"text": _message(f)},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": artifact_location(path, outside),
+                        "region": {"startLine": line},
                     }
-                ],
-                "partialFingerprints": {
-                    "primaryLocationLineHash": fp,
-                    FINGERPRINT_VERSION: fp.rsplit(":", 1)[0],
-                },
-                "properties": {
-                    "module": module_rel,
-                    "kernel": r.kernel,
-                    "target": r.target,
-                    "verdict": r.verdict.value,
-                    "category": f.category,
-                    "effect": f.effect.value,
-                    "kernel_says": f.kernel_says,
-                    "errno": f.errno,
-                    "taint": f.taint,
-                    "evidence": dict(f.evidence),
-                },
-            }
-            out.append(res)
+                }
+            ],
+            "partialFingerprints": {
+                "primaryLocationLineHash": fp,
+                FINGERPRINT_VERSION: fp.rsplit(":", 1)[0],
+            },
+            "properties": {
+                "module": module_rel,
+                "kernel": r.kernel,
+                "target": r.target,
+                "verdict": r.verdict.value,
+                "category": f.category,
+                "effect": f.effect.value,
+                "kernel_says": f.kernel_says,
+                "errno": f.errno,
+                "taint": f.taint,
+                "evidence": dict(f.evidence),
+            },
+        }
+        out.append(res)
     properties: dict[str, Any] = {"target": {"id": target_id, "release": release}}
     if target is not None:
         properties["target"].update(
@@ -278,13 +336,37 @@ def _run(
             version=".".join(map(str, target.version)),
             distribution=target.distribution,
         )
-    if len(out) > MAX_RESULTS_PER_RUN:
-        # GitHub rejects the whole file beyond this; keep the most severe, in their order
-        keep = sorted(range(len(out)), key=lambda i: (_RANK[out[i]["level"]], i))
-        kept = sorted(keep[:MAX_RESULTS_PER_RUN])
-        properties["omittedResults"] = len(out) - len(kept)
-        out = [out[i] for i in kept]
-    return {
+    notifications = []
+    if omitted_notes:
+        notifications.append(
+            _notification(
+                "omitted-notes",
+                f"{omitted_notes} note-level results (info findings) left out: run with "
+                "--sarif-notes (or --fail-on info) to include them, or --format json for all",
+            )
+        )
+    if omitted_over_limit:
+        notifications.append(
+            _notification(
+                "omitted-over-limit",
+                f"{omitted_over_limit} less severe results left out: GitHub stores at most "
+                f"{max_results} results per run; --format json has them all",
+            )
+        )
+    if notifications:
+        properties["omitted"] = {"notes": omitted_notes, "overLimit": omitted_over_limit}
+    bases: dict[str, Any] = {
+        SRCROOT: {
+            "uri": _directory_uri(root),
+            "description": {"text": "The project root (--project-root)"},
+        }
+    }
+    if outside is not None:
+        bases[OUTSIDE] = {
+            "uri": _directory_uri(outside),
+            "description": {"text": "Modules outside the project root"},
+        }
+    run: dict[str, Any] = {
         "tool": {
             "driver": {
                 "name": "abicheck",
@@ -297,19 +379,24 @@ def _run(
             "id": automation_id,
             "description": {"text": f"abicheck: kernel modules checked against {release}"},
         },
-        "originalUriBaseIds": {SRCROOT: {"uri": PurePosixPath(root).as_uri().rstrip("/") + "/"}},
+        "originalUriBaseIds": bases,
         "results": out,
         "properties": properties,
     }
+    if notifications:
+        run["invocations"] = [
+            {"executionSuccessful": True, "toolExecutionNotifications": notifications}
+        ]
+    return run
 
 
-_RANK = {"error": 0, "warning": 1, "note": 2}
+def _notification(id_: str, text: str) -> dict[str, Any]:
+    return {"descriptor": {"id": id_}, "level": "note", "message": {"text": text}}
 
 
-def _all_rules() -> list[ruledata.Rule]:
-    # Every rule, not only those that fired: GitHub expects a tool's rule list to change
-    # with the tool, not with the code analysed.
-    return list(ruledata.all_rules().values())
+def _wants_notes(notes: bool | None, fail_on: Severity | str | None) -> bool:
+    # info findings that fail the run (--fail-on info) must be in the report that says why
+    return bool(notes) if notes is not None else str(fail_on or "") == Severity.INFO.value
 
 
 def runs(
@@ -318,10 +405,11 @@ def runs(
     project_root: str | None = None,
     *,
     category: str = "abicheck",
+    notes: bool = False,
+    max_results: int = MAX_SHOWN_RESULTS,
 ) -> list[dict[str, Any]]:
     """One SARIF run per target, in the targets' order."""
     root = os.path.abspath(project_root if project_root is not None else os.getcwd())
-    rules = _all_rules()
     by_target: dict[str, list[Result]] = {t.id: [] for t in targets}
     for r in results:
         by_target.setdefault(r.target, []).append(r)
@@ -331,7 +419,7 @@ def runs(
     for target_id, rs in by_target.items():
         target = known.get(target_id)
         automation = ids.get(target_id) or f"{category}/{target_id}/"
-        out.append(_run(target, target_id, automation, rs, rules, root))
+        out.append(_run(target, target_id, automation, rs, root, notes, max_results))
     return out
 
 
@@ -346,6 +434,8 @@ def documents(
     max_runs: int = MAX_RUNS_PER_FILE,
     *,
     category: str = "abicheck",
+    notes: bool = False,
+    max_results: int = MAX_SHOWN_RESULTS,
 ) -> list[dict[str, Any]]:
     """SARIF logs of at most ``max_runs`` runs each, for one upload per file.
 
@@ -353,7 +443,9 @@ def documents(
     """
     if max_runs < 1:
         raise ValueError("max_runs must be at least 1")
-    all_runs = runs(results, targets, project_root, category=category)
+    all_runs = runs(
+        results, targets, project_root, category=category, notes=notes, max_results=max_results
+    )
     chunks = [all_runs[i : i + max_runs] for i in range(0, len(all_runs), max_runs)]
     return [_log(chunk) for chunk in chunks] or [_log([])]
 
@@ -364,6 +456,42 @@ def dumps(doc: dict[str, Any]) -> str:
     return json_text(json.dumps(doc, indent=None if compact else 2, ensure_ascii=False)) + "\n"
 
 
+def omissions(doc: dict[str, Any]) -> list[str]:
+    """What the document left out, one line per kind, for people (standard error)."""
+    notes = over = 0
+    for run in doc["runs"]:
+        omitted = run.get("properties", {}).get("omitted", {})
+        notes += omitted.get("notes", 0)
+        over += omitted.get("overLimit", 0)
+    lines = []
+    if notes:
+        lines.append(
+            f"abicheck: SARIF: {notes} note-level results left out; --sarif-notes includes them"
+        )
+    if over:
+        lines.append(
+            f"abicheck: SARIF: {over} less severe results left out, past GitHub's "
+            f"{MAX_SHOWN_RESULTS} per run; --format json has them all"
+        )
+    return lines
+
+
+def _tell(docs: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """The omissions, and a file past GitHub's upload size, said on standard error."""
+    for name, doc in docs:
+        for line in omissions(doc):
+            print(message_line(line), file=sys.stderr)
+        size = len(gzip.compress(name.encode("utf-8"), compresslevel=6))
+        if size > MAX_GZIP_BYTES:
+            print(
+                message_line(
+                    f"abicheck: SARIF: {size >> 20} MiB gzip-compressed, over GitHub's "
+                    "10 MB upload limit; leave out --sarif-notes or split the kernels"
+                ),
+                file=sys.stderr,
+            )
+
+
 def report(
     results: Sequence[Result],
     targets: Sequence[KernelTarget],
@@ -371,6 +499,8 @@ def report(
     *,
     project_root: str | None = None,
     category: str = "abicheck",
+    notes: bool | None = None,
+    fail_on: Severity | str | None = None,
     **_: object,
 ) -> str:
     """One SARIF log with a run per target (standard output; colour is ignored).
@@ -378,7 +508,18 @@ def report(
     Beyond :data:`MAX_RUNS_PER_FILE` targets the log is valid SARIF but more than GitHub
     takes in one upload: write :func:`documents` to several files instead.
     """
-    return dumps(_log(runs(results, targets, project_root, category=category)))
+    doc = _log(
+        runs(
+            results,
+            targets,
+            project_root,
+            category=category,
+            notes=_wants_notes(notes, fail_on),
+        )
+    )
+    text = dumps(doc)
+    _tell([(text, doc)])
+    return text
 
 
 def report_files(
@@ -389,6 +530,8 @@ def report_files(
     project_root: str | None = None,
     max_runs: int = MAX_RUNS_PER_FILE,
     category: str = "abicheck",
+    notes: bool | None = None,
+    fail_on: Severity | str | None = None,
     **_: object,
 ) -> list[tuple[str, str]]:
     """:func:`documents` as (file-name suffix, text) pairs: ``""``, ``"-2"``, ``"-3"`` ...,
@@ -397,5 +540,14 @@ def report_files(
     Upload each file in its own ``upload-sarif`` step: given a directory, the action
     merges the files into one upload, which GitHub again limits to 20 runs.
     """
-    docs = documents(results, targets, project_root, max_runs, category=category)
-    return [("" if i == 0 else f"-{i + 1}", dumps(doc)) for i, doc in enumerate(docs)]
+    docs = documents(
+        results,
+        targets,
+        project_root,
+        max_runs,
+        category=category,
+        notes=_wants_notes(notes, fail_on),
+    )
+    texts = [dumps(doc) for doc in docs]
+    _tell(list(zip(texts, docs, strict=True)))
+    return [("" if i == 0 else f"-{i + 1}", text) for i, text in enumerate(texts)]
