@@ -91,8 +91,10 @@ def test_tree_scripts_run_as_python(tmp_path):
     assert out(sh, f"{tmp_path}/scripts/pahole-version.sh pahole") == "0\n"
     assert sh.missing == ["pahole"]
     assert any("not a version abicheck" in n for n in sh.notes)
-    with pytest.raises(Unevaluable):
-        sh.run(f"{tmp_path}/scripts/unknown-helper.sh gcc")
+    assert sh.run(f"{tmp_path}/scripts/unknown-helper.sh gcc").status == 126
+    assert sh.refused == [
+        "the tree's script scripts/unknown-helper.sh (abicheck has no safe version of it)"
+    ]
 
 
 def test_a_non_executable_script_fails_as_in_a_shell(tmp_path):

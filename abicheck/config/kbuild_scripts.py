@@ -312,7 +312,8 @@ def run_script(rel: str, args: list[str], sh: SafeShell) -> Outcome:
 
     implementation = SCRIPTS.get(rel)
     if implementation is None:
-        raise Unevaluable(f"the tree's script {rel} (abicheck has no safe version of it)")
+        # a program the tree chose: it fails as if it could not run, and is reported
+        raise Refused(f"the tree's script {rel} (abicheck has no safe version of it)")
     path = os.path.join(sh.srctree, rel)
     if not os.path.isfile(path):
         return Outcome(127)
