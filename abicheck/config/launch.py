@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 TOOL_TIMEOUT = 60  # seconds; a compiler probe takes milliseconds, a hung one must not hang us
 OUTPUT_LIMIT = 1 << 20  # bytes a probe may print or write; version texts are ~100 bytes
@@ -247,13 +248,18 @@ def _start(
 ) -> Outcome:
     """The only subprocess call of abicheck.config."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        stderr: int | IO[bytes] = subprocess.DEVNULL
+        if want == "both":
+            stderr = subprocess.STDOUT
+        elif want == "stderr":
+            stderr = err
         try:
             res = subprocess.run(
                 argv[0] if shell else argv,
                 shell=shell,  # only run_shell, only with --trust-tree
                 input=stdin,
                 stdout=subprocess.DEVNULL if want == "stderr" else out,
-                stderr={"both": subprocess.STDOUT, "stderr": err}.get(want, subprocess.DEVNULL),
+                stderr=stderr,
                 env=dict(env),
                 cwd=cwd,
                 timeout=TOOL_TIMEOUT,
