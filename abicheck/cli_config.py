@@ -50,10 +50,40 @@ TOOLCHAIN = [
     click.option(
         "--trust-tree",
         is_flag=True,
-        help="Run the tree's Kconfig $(shell,...) commands with /bin/sh, as Kbuild does, "
-        "instead of abicheck's safe probes.",
+        help="Run the tree's Kconfig $(shell,...) commands with /bin/sh, as make does "
+        "(any program the tree names). Only for trees you trust.",
     ),
 ]
+
+
+# The rule, in every command's --help; docs/security.md says the same at more length.
+TRUST_RULE = """
+
+\b
+Without --trust-tree, a kernel tree (given with --tree, or found through a
+build directory's `source` link) is untrusted input, and its Kconfig
+$(shell,...) calls run no shell and no program the tree chooses. The only
+processes started are the compiler, linker and pahole of abicheck's own
+settings (--set CC=/LD=/PAHOLE=, looked up on --path; never a program inside
+the tree), with argument lists abicheck writes: version queries and Kconfig's
+feature tests (cc-option, cc-option-bit, as-instr, ld-option, ...). From the
+tree such a test takes only flags that match an allow-list (-f..., -m...,
+-W..., -g..., -O, -D of a strict character class, ld's --name[=value] and
+-z keyword) and name no file or program (no -B, -specs, -fplugin, @file,
+-Wl, options, -Wa, options but as-instr's -Wa,--fatal-warnings, -fprofile-*,
+-fdump-*, -flto, --plugin, no path but /dev/null), or a snippet on standard
+input. Outputs (-o) go only to /dev/null, standard output or a temporary
+directory abicheck creates and deletes; the tree's environment settings never
+reach a program. Interpreters (python3, perl, sh) and
+other programs (objcopy, nm, strip, ...) never run: what Kconfig asks of them
+is answered from a table (GNU or LLVM binutils, by the program's name) or
+reported as "not run without --trust-tree", and the test then fails as if
+the program could not run.
+
+\b
+--trust-tree runs every $(shell,...) with /bin/sh in the tree, as `make
+olddefconfig` does: any program the tree names, with its arguments.
+"""
 
 
 def _toolchain_options(f):
@@ -121,7 +151,11 @@ def config() -> None:
     """
 
 
-@config.command("diff")
+@config.command(
+    "diff",
+    help="Compare config A (what modules are built with) with config B (the kernel's)."
+    + TRUST_RULE,
+)
 @click.argument("a")
 @click.argument("b")
 @click.option(
@@ -132,13 +166,19 @@ def config() -> None:
     help="A kernel source tree whose Kconfig resolves the options a config leaves out "
     "(default: the tree a directory's `source` link names, if any).",
 )
+@TOOLCHAIN[2]
 @FORMAT
 @OUTPUT
 @SHOW_ALL
 def diff_command(
-    a: str, b: str, tree: str | None, fmt: str, output_file: str | None, show_all: bool
+    a: str,
+    b: str,
+    tree: str | None,
+    trust_tree: bool,
+    fmt: str,
+    output_file: str | None,
+    show_all: bool,
 ) -> None:
-    """Compare config A (what modules are built with) with config B (the kernel's)."""
     from abicheck.config import classify, diff, report
     from abicheck.config.kconfig_tree import KconfigTree
     from abicheck.config.sources import load_config
@@ -151,7 +191,7 @@ def diff_command(
             if path is None:
                 return None
             if path not in trees:
-                trees[path] = KconfigTree(path)
+                trees[path] = KconfigTree(path, trust_tree=trust_tree)
             return trees[path]
 
         ta, tb = kconfig(sa.srctree), kconfig(sb.srctree)
@@ -189,7 +229,11 @@ def diff_command(
     sys.exit(EXIT_FINDINGS if report.abi_relevant(result.findings) else EXIT_OK)
 
 
-@config.command("explain")
+@config.command(
+    "explain",
+    help="Why OPTION has its value in TREE: type, prompt, dependencies, the chain "
+    "behind it." + TRUST_RULE,
+)
 @click.argument("option")
 @click.option(
     "--tree",
@@ -216,7 +260,6 @@ def explain_command(
     trust_tree: bool,
     fmt: str,
 ) -> None:
-    """Why OPTION has its value in TREE: type, prompt, dependencies, the chain behind it."""
     import json
     import os
 
@@ -264,7 +307,10 @@ def explain_command(
     sys.exit(EXIT_OK)
 
 
-@config.command("predict")
+@config.command(
+    "predict",
+    help="What `make olddefconfig` would change in TREE here, and what that breaks." + TRUST_RULE,
+)
 @click.argument("tree", type=click.Path(file_okay=False))
 @click.option(
     "--config",
@@ -295,7 +341,6 @@ def predict_command(
     output_file: str | None,
     show_all: bool,
 ) -> None:
-    """What `make olddefconfig` would change in TREE here, and what that breaks."""
     from abicheck.config import report
     from abicheck.config.kconfig_tree import is_kconfig_tree
     from abicheck.config.predict import predict

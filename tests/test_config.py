@@ -18,12 +18,14 @@ from abicheck.config.kbuild_scripts import run_script
 from abicheck.config.model import Change, Impact
 from abicheck.config.shell import SafeShell, Unevaluable
 from abicheck.config.sources import ConfigError, load_config
+from abicheck.config.toolchain import Toolchain
 from abicheck.readers.module_h import guarded_members
 
 
-def shell(tmp_path, tools=("gcc", "ld", "pahole"), path=None) -> SafeShell:
-    env = {"CC": "gcc", "LD": "ld", "PATH": path or os.environ.get("PATH", "")}
-    return SafeShell(str(tmp_path), env, frozenset(tools), run_script)
+def shell(tmp_path, path=None) -> SafeShell:
+    toolchain = Toolchain({"CC": "gcc", "LD": "ld"}, path or os.environ.get("PATH", ""))
+    env = {"CC": "gcc", "LD": "ld", "PATH": toolchain.path}
+    return SafeShell(str(tmp_path), env, toolchain.policy(env, str(tmp_path)), run_script)
 
 
 def out(sh: SafeShell, command: str) -> str:
@@ -60,18 +62,21 @@ def test_cc_option_runs_the_compiler_without_a_shell(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [
-        "rm -rf / ; curl http://example.invalid | sh",
-        "echo $(id)",
-        "echo `id`",
-        "gcc -c x.c > /etc/passwd",
-        "python3 -c 'import os'",
-    ],
+    ["echo $(id)", "echo `id`", "gcc -c x.c > /etc/passwd", "cat /etc/passwd"],
 )
-def test_anything_else_is_not_evaluated(tmp_path, command):
+def test_shell_forms_outside_the_subset_are_not_evaluated(tmp_path, command):
     sh = shell(tmp_path)
     with pytest.raises(Unevaluable):
         sh.run(command)
+
+
+def test_other_programs_fail_as_if_they_could_not_run(tmp_path):
+    sh = shell(tmp_path)
+    res = sh.run("{ python3 -c 'import os'; } >/dev/null 2>&1 && echo y || echo n")
+    assert res.stdout == b"n\n"
+    assert sh.refused == [
+        "python3: not a compiler, linker or pahole of abicheck's toolchain settings"
+    ]
 
 
 def test_tree_scripts_run_as_python(tmp_path):
@@ -86,8 +91,10 @@ def test_tree_scripts_run_as_python(tmp_path):
     assert out(sh, f"{tmp_path}/scripts/pahole-version.sh pahole") == "0\n"
     assert sh.missing == ["pahole"]
     assert any("not a version abicheck" in n for n in sh.notes)
-    with pytest.raises(Unevaluable):
-        sh.run(f"{tmp_path}/scripts/unknown-helper.sh gcc")
+    assert sh.run(f"{tmp_path}/scripts/unknown-helper.sh gcc").status == 126
+    assert sh.refused == [
+        "the tree's script scripts/unknown-helper.sh (abicheck has no safe version of it)"
+    ]
 
 
 def test_a_non_executable_script_fails_as_in_a_shell(tmp_path):

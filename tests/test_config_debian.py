@@ -196,7 +196,10 @@ def test_predict_without_pahole(series, sources, testdata, no_pahole):
     assert d["missing_tools"]["pahole"]["package"] == "dwarves"
     assert f["CONFIG_PAHOLE_VERSION"]["olddefconfig"] == "0"
     assert f["CONFIG_CC_VERSION_TEXT"]["tool"] == "gcc"
-    assert d["unevaluated"] == []
+    # without --trust-tree no interpreter runs: 6.12's `$(PYTHON3) -c "import lxml"`
+    # (DRM_MSM_VALIDATE_XML, under DRM_MSM, not built on x86) is the one probe left
+    expected = [] if series == "6.1" else ["drivers/gpu/drm/msm/Kconfig:62"]
+    assert [u["where"] for u in d["unevaluated"]] == expected
     if series == "6.1":
         # Debian 6.1's module.h pins the BTF members: harmless for struct module
         assert btf["impact"] == "toolchain"

@@ -3,7 +3,8 @@
 kconfiglib 14.1.0 (unmaintained since 2020) is extended here at run time, never copied:
 
 - ``$(shell,...)`` goes to :class:`~abicheck.config.shell.SafeShell` (no ``/bin/sh``)
-  unless the tree is trusted, and every call is recorded with where it was made;
+  unless the tree is trusted, and every call is recorded with where it was made; any
+  process starts through :mod:`abicheck.config.launch` and its allow-list;
 - environment lookups read the Kbuild environment of :mod:`abicheck.config.toolchain`
   instead of ``os.environ``, so several trees and toolchains load side by side;
 - syntax newer than 14.1.0 is accepted by :mod:`abicheck.config.kconfig_compat`.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,7 +25,7 @@ from functools import cached_property
 
 import kconfiglib
 
-from abicheck.config import kconfig_compat
+from abicheck.config import kconfig_compat, launch
 from abicheck.config.kbuild_scripts import run_script
 from abicheck.config.shell import SafeShell, Unevaluable
 from abicheck.config.toolchain import Toolchain, kbuild_environment
@@ -58,7 +58,9 @@ class ProbeCall:
     command: str
     where: str  # file:line of the Kconfig line that made it
     output: str
-    evaluated: bool  # False: the safe evaluator could not run it (output then "")
+    # False: the safe evaluator could not run it (output then ""), or a program in it
+    # did not run without --trust-tree (output then as if that program failed)
+    evaluated: bool
     problem: str = ""  # why it could not be evaluated
     ran: tuple[str, ...] = ()  # the programs run for it
     notes: tuple[str, ...] = ()  # caveats (a helper script abicheck was not checked on)
@@ -95,7 +97,10 @@ class _Kconfig(kconfig_compat.CompatMixin, kconfiglib.Kconfig):
         name = args[0]
         where = (self.filename, self.linenr)
         record = self._abicheck_record
-        if name == "shell" and len(args) == 2 and name not in self.variables:
+        if name == "shell" and name not in self.variables:
+            # never kconfiglib's own _shell_fn, which would hand the text to /bin/sh
+            if len(args) != 2:
+                raise kconfiglib.KconfigError(f"{where[0]}:{where[1]}: $(shell) takes one argument")
             output = self._abicheck_shell(args[1], f"{where[0]}:{where[1]}")
             self._touch(where)
             return output
@@ -171,26 +176,23 @@ class _ShellDoor:
         return found.output
 
     def _evaluate(self, command: str, where: str) -> ProbeCall:
+        policy = self.toolchain.policy(self.env, self.srctree, self.trust)
         if self.trust:
-            res = subprocess.run(
-                command,
-                shell=True,  # --trust-tree: exactly what Kbuild's conf does
-                capture_output=True,
-                cwd=self.srctree,
-                env={**os.environ, **self.env},
-                check=False,
-            )
-            return ProbeCall(command, where, _shell_output(res.stdout), True, ran=("/bin/sh -c",))
-        shell = SafeShell(self.srctree, self.env, self.toolchain.programs(), run_script)
+            # --trust-tree: exactly what Kbuild's conf does
+            out = launch.run_shell(policy, command)
+            return ProbeCall(command, where, _shell_output(out.stdout), True, ran=("/bin/sh -c",))
+        shell = SafeShell(self.srctree, self.env, policy, run_script)
         try:
             out = shell.run(command)
         except Unevaluable as e:
             return ProbeCall(command, where, "", False, str(e), tuple(shell.ran))
+        problem = "; ".join(f"not run without --trust-tree: {r}" for r in shell.refused)
         return ProbeCall(
             command,
             where,
             _shell_output(out.stdout),
-            True,
+            not shell.refused,
+            problem,
             ran=tuple(shell.ran),
             notes=tuple(shell.notes),
             missing=tuple(shell.missing),

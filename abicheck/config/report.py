@@ -294,9 +294,14 @@ def predict_text(p: Prediction, show_all: bool = False) -> str:
                 f"missing tool: {tool} (Debian package {PACKAGES.get(tool, tool)}), wanted by "
                 + ", ".join(sorted({c.where for c in calls}))
             )
+    # the probes that did not run are said even when nothing changes: "nothing" is then
+    # only as good as the tests that ran
+    unevaluated = [
+        f"not evaluated ({u.where}): {u.problem}; --trust-tree runs it" for u in p.unevaluated
+    ]
     if not p.findings:
         out.append("make olddefconfig would change nothing.")
-        return "\n".join(out) + "\n"
+        return "\n".join(out + unevaluated) + "\n"
     by = counts(p.findings)
     relevant = sum(v for k, v in by.items() if k != Impact.NONE.value)
     out.append(
@@ -307,6 +312,5 @@ def predict_text(p: Prediction, show_all: bool = False) -> str:
         out.append(f"  from {tool}: {', '.join(options)}")
     out.append("")
     out += _findings_text(p.findings, "config", "olddefconfig", show_all)
-    for u in p.unevaluated:
-        out.append(f"not evaluated (no safe probe; --trust-tree runs it): {u.where}: {u.problem}")
+    out += unevaluated
     return "\n".join(out).rstrip() + "\n"

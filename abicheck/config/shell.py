@@ -6,11 +6,15 @@ Kconfig's preprocessor hands ``$(shell,CMD)`` to ``/bin/sh``; the kernel's own m
 parses exactly those forms (``{ ...; }``, ``;``, ``&&``, ``||``, ``|``, quotes, ``$1``,
 ``$$``, redirections to ``/dev/null``) and executes them itself: the shell builtins
 (``echo``, ``printf``, ``test``, ``command -v``, ``set --``, ``head``, ``grep``, ``trap``,
-``mkdir``/``rm`` of a scratch directory) in Python, the toolchain programs Kbuild names
-(``$(CC)``, ``$(LD)``, ``$(PAHOLE)`` ...) by argument vector with ``shell=False``, and the
-tree's own helper scripts (``scripts/cc-version.sh`` ...) through the Python versions in
-:mod:`abicheck.config.kbuild_scripts`. Anything else raises :class:`Unevaluable`: the
-caller reports it instead of guessing.
+``mkdir``/``rm`` of a scratch directory) in Python, the toolchain programs of abicheck's own
+settings (``$(CC)``, ``$(LD)``, ``$(PAHOLE)``) through :func:`abicheck.config.launch.run`,
+which refuses any argument list its allow-list does not know, and the tree's own helper
+scripts (``scripts/cc-version.sh`` ...) through the Python versions in
+:mod:`abicheck.config.kbuild_scripts`. A few questions to other binutils (``$(NM) --help``
+...) are answered from :data:`_KNOWN_ANSWERS` without running them. A refused program
+fails as a missing one would (status 126) and is recorded in :attr:`SafeShell.refused`;
+a shell form this module does not parse raises :class:`Unevaluable`. The caller reports
+both instead of guessing.
 """
 
 from __future__ import annotations
@@ -18,22 +22,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-TOOL_TIMEOUT = 60  # seconds; a compiler probe takes milliseconds, a hung one must not hang us
+from abicheck.config import launch
+from abicheck.config.launch import Outcome, Policy, Refused, Unevaluable
 
-
-class Unevaluable(Exception):
-    """A command (or part of one) that the safe evaluator does not know how to run."""
-
-
-@dataclass
-class Outcome:
-    status: int
-    stdout: bytes = b""
+__all__ = ["Outcome", "Policy", "Refused", "SafeShell", "Unevaluable", "parse", "tokenize"]
 
 
 # -- tokens ------------------------------------------------------------------------------
@@ -259,20 +255,56 @@ def _redirections(redirects: Sequence[Redirect]) -> tuple[bool, bool]:
     return hide_stdout, stderr_to_stdout
 
 
+# Questions to binutils other than ld that Kconfig asks only to tell GNU from LLVM
+# (arch/Kconfig: `$(NM) --help | head -n 1 | grep -qi llvm`, arch/x86/Kconfig:
+# `$(OBJCOPY) --version | head -n1 | grep -qv llvm`): answered from the configured
+# program's name, since these programs never run without --trust-tree.
+_KNOWN_ANSWERS = {
+    ("NM", ("--help",)),
+    ("NM", ("--version",)),
+    ("AR", ("--help",)),
+    ("AR", ("--version",)),
+    ("OBJCOPY", ("--version",)),
+    ("OBJDUMP", ("--version",)),
+    ("READELF", ("--version",)),
+    ("STRIP", ("--version",)),
+}
+_GNU_NAMES = {"NM": "nm", "AR": "ar", "OBJCOPY": "objcopy", "OBJDUMP": "objdump"}
+_GNU_NAMES |= {"READELF": "readelf", "STRIP": "strip", "LD": "ld"}
+_LOCALE = re.compile(r"LC_[A-Z]+|LANG")
+
+
+def binutils_family(policy: Policy, variable: str) -> str | None:
+    """ "GNU" or "LLVM" for a configured binutils program, judged by its name only:
+    Kbuild's defaults (CROSS_COMPILE + nm ...) are GNU binutils, llvm-* are LLVM's."""
+    words = policy.programs.get(variable, ())
+    if len(words) != 1:
+        return None
+    name = os.path.basename(words[0])
+    if name.startswith("llvm-") or name.startswith("ld.lld"):
+        return "LLVM"
+    gnu = _GNU_NAMES.get(variable)
+    if gnu and name == policy.cross_compile + gnu:
+        return "GNU"
+    return None
+
+
 @dataclass
 class SafeShell:
-    """Evaluates one command string. ``tools`` maps the program names Kbuild's variables
-    hold (``gcc``, ``ld``, ``pahole``) to nothing more than permission to run them;
-    ``env`` is the environment Kbuild exports; ``scripts`` runs a tree script (path
-    relative to ``srctree``) by its Python version."""
+    """Evaluates one command string. ``policy`` says which programs may run (abicheck's
+    toolchain settings, see :mod:`abicheck.config.launch`); ``env`` is the environment
+    Kbuild exports, for ``$VAR`` and the tree scripts' Python versions (never passed to a
+    process); ``scripts`` runs a tree script (path relative to ``srctree``) by its Python
+    version."""
 
     srctree: str
     env: Mapping[str, str]
-    tools: frozenset[str]
+    policy: Policy
     scripts: Scripts
     ran: list[str] = field(default_factory=list)  # argument vectors run, for the report
     notes: list[str] = field(default_factory=list)  # caveats of an evaluation
     missing: list[str] = field(default_factory=list)  # programs not found on the PATH
+    refused: list[str] = field(default_factory=list)  # what did not run without --trust-tree
     _positional: list[str] = field(default_factory=list)
     _scratch: str | None = None
 
@@ -327,7 +359,13 @@ class SafeShell:
             env_over[k] = v
         if not argv:
             return Outcome(0)
-        out = self._exec(argv, stdin, env_over, stderr_to_stdout)
+        try:
+            out = self._exec(argv, stdin, env_over, stderr_to_stdout)
+        except Refused as e:
+            # fails as a program the shell cannot run would; the probe is reported
+            self.refused.append(str(e))
+            self.ran.append(" ".join(argv)[:200] + " (not run without --trust-tree)")
+            return Outcome(126)
         return Outcome(out.status, b"" if hide_stdout else out.stdout)
 
     def _expand(self, word: Word) -> str:
@@ -362,15 +400,39 @@ class SafeShell:
             return builtin(self, argv[1:], stdin)
         rel = self._tree_relative(name)
         if rel is not None:
+            # the Python version reads CC=... from here; it never reaches a process
             saved = self.env
             self.env = {**self.env, **env_over}
             try:
                 return self.scripts(rel, argv[1:], self)
             finally:
                 self.env = saved
-        if name in self.tools:
-            return self.tool(argv, stdin, env_over, "both" if merge else "stdout")
-        raise Unevaluable(f"program {name!r} (not a toolchain program Kbuild names)")
+        bad = [k for k in env_over if not _LOCALE.fullmatch(k) or env_over[k] not in ("C", "POSIX")]
+        if bad:
+            raise Refused(f"{name} with {', '.join(bad)} set by the tree")
+        if self.which(name) is None:
+            # what the shell says of a program it cannot find; nothing needs to run
+            self.ran.append(" ".join(argv)[:200] + " (not found)")
+            self.missing.append(name)
+            return Outcome(127)
+        variable = self.policy.variable_of(argv)
+        if variable is not None and (variable, tuple(argv[1:])) in _KNOWN_ANSWERS:
+            return self._known_answer(variable, argv)
+        return self.tool(
+            argv,
+            stdin,
+            c_locale=bool(env_over),
+            want="both" if merge else "stdout",
+            stdin_from_tree=bool(stdin),
+        )
+
+    def _known_answer(self, variable: str, argv: list[str]) -> Outcome:
+        family = binutils_family(self.policy, variable)
+        if family is None:
+            raise Refused(f"{argv[0]}: cannot tell GNU from LLVM without running it")
+        self.notes.append(f"`{' '.join(argv)}` not run: {family} judged from the program's name")
+        self.ran.append(" ".join(argv) + f" (not run: {family}, from its name)")
+        return Outcome(0, f"{family} {argv[0]}\n".encode())
 
     def _tree_relative(self, path: str) -> str | None:
         root = self.srctree.rstrip("/") + "/"
@@ -381,38 +443,32 @@ class SafeShell:
         return None
 
     def which(self, program: str) -> str | None:
-        return shutil.which(program, path=self.env.get("PATH", os.defpath))
+        return self.policy.which(program)
 
     def tool(
         self,
         argv: list[str],
         stdin: bytes = b"",
-        env_over: Mapping[str, str] | None = None,
+        *,
+        c_locale: bool = False,
         want: str = "stdout",
+        stdin_from_tree: bool = False,
     ) -> Outcome:
-        """Run a toolchain program by argument vector, never through a shell. ``want``:
-        "stdout", "both" (2>&1) or "stderr" (what ``$(cmd 2>&1 >/dev/null)`` captures)."""
-        path = self.which(argv[0])
+        """Run a toolchain program through :func:`abicheck.config.launch.run` (which
+        raises :class:`Refused` for anything its allow-list does not know)."""
+        out = launch.run(
+            self.policy,
+            argv,
+            cwd=self.scratch(),
+            stdin=stdin,
+            want=want,
+            c_locale=c_locale,
+            stdin_from_tree=stdin_from_tree,
+        )
         self.ran.append(" ".join(argv))
-        if path is None:
+        if out.status == 127:
             self.missing.append(argv[0])
-            return Outcome(127)  # the shell's "command not found"
-        try:
-            res = subprocess.run(
-                [path, *argv[1:]],
-                input=stdin,
-                stdout=subprocess.DEVNULL if want == "stderr" else subprocess.PIPE,
-                stderr={"both": subprocess.STDOUT, "stderr": subprocess.PIPE}.get(
-                    want, subprocess.DEVNULL
-                ),
-                env={**self.env, **(env_over or {})},
-                cwd=self.scratch(),
-                timeout=TOOL_TIMEOUT,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return Outcome(126)
-        return Outcome(res.returncode, res.stderr if want == "stderr" else res.stdout)
+        return out
 
 
 # -- builtins ----------------------------------------------------------------------------

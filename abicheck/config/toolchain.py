@@ -13,9 +13,11 @@ import os
 import platform
 import re
 import shutil
-import subprocess
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from abicheck.config.launch import Policy, Refused, run
 
 # The top Makefile's defaults for a GCC build (6.1 and 6.12 agree), before CROSS_COMPILE.
 CROSS_TOOLS = ("CC", "LD", "AR", "NM", "OBJCOPY", "OBJDUMP", "READELF", "STRIP")
@@ -82,10 +84,19 @@ class Toolchain:
     def which(self, program: str) -> str | None:
         return shutil.which(program, path=self.path)
 
-    def programs(self) -> frozenset[str]:
-        """Program names Kconfig may run: the first word of each tool variable."""
-        names = {self.variable(n).split()[0] for n in DEFAULTS if self.variable(n).split()}
-        return frozenset(names)
+    def policy(
+        self, env: Mapping[str, str] | None = None, srctree: str = "", trusted: bool = False
+    ) -> Policy:
+        """What abicheck.config.launch may run: these settings' programs, never the
+        tree's (a Kconfig `CC := python3` names no program of this table)."""
+        return Policy(
+            {name: tuple(self.variable(name).split()) for name in DEFAULTS},
+            self.path,
+            dict(env or {}),
+            trusted,
+            srctree,
+            self.overrides.get("CROSS_COMPILE", ""),
+        )
 
 
 def makefile_version(srctree: str) -> str:
@@ -117,23 +128,16 @@ def arch_names(toolchain: Toolchain) -> tuple[str, str]:
 def version_text(toolchain: Toolchain, program: str, lc_all: bool) -> str:
     """``$(shell [LC_ALL=C] PROG --version 2>/dev/null | head -n 1)`` minus ``#``."""
     words = program.split()
-    path = toolchain.which(words[0]) if words else None
-    if path is None:
+    if not words:
         return ""
-    env = {**os.environ, "PATH": toolchain.path}
-    if lc_all:
-        env["LC_ALL"] = "C"
-    try:
-        res = subprocess.run(
-            [path, *words[1:], "--version"],
-            capture_output=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    with tempfile.TemporaryDirectory(prefix="abicheck-probe-") as scratch:
+        try:
+            out = run(toolchain.policy(), [*words, "--version"], cwd=scratch, c_locale=lc_all)
+        except Refused:
+            return ""
+    if out.status == 127:
         return ""
-    lines = res.stdout.decode(errors="replace").splitlines()
+    lines = out.stdout.decode(errors="replace").splitlines()
     return lines[0].replace("#", "") if lines else ""
 
 
