@@ -177,7 +177,7 @@ def parse_pkcs7(blob: bytes) -> Pkcs7:
             f"the PKCS#7 message is {len(blob)} bytes; the kernel's "
             f"ASN.1 decoder takes at most {ASN1_MAX_LEN}",
         )
-    from asn1crypto import cms, core, x509  # type: ignore[import-untyped]
+    from asn1crypto import cms, core, x509
 
     try:
         ci = cms.ContentInfo.load(blob)  # trailing bytes are ignored, as by the kernel
@@ -352,7 +352,7 @@ def _signer_failure(si: Any, sd_version: bytes, data_type: str) -> Pkcs7 | None:
 
 
 def _oid_der(dotted: str) -> bytes:
-    from asn1crypto.core import ObjectIdentifier  # type: ignore[import-untyped]
+    from asn1crypto.core import ObjectIdentifier
 
     return ObjectIdentifier(dotted).contents
 
