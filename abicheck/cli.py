@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -19,6 +19,9 @@ from abicheck.errors import EXIT_USAGE, AbicheckError, ModuleReadError
 from abicheck.model import KernelTarget
 from abicheck.readers.compressed import DEFAULT_LIMIT, not_regular
 from abicheck.reporters import FORMATS
+
+# a click command function, or a command already made of one, as option decorators see it
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 
@@ -163,7 +166,7 @@ def main() -> None:
     """
 
 
-def kernel_artefacts(f):
+def kernel_artefacts(f: _F) -> _F:
     """--vmlinux and --modules-dir: artefacts of the --kernel given before them."""
     f = click.option(
         "--modules-dir",
@@ -184,7 +187,9 @@ def kernel_artefacts(f):
     )(f)
 
 
-def _option(*names: str, **kw):  # a shorter click.option for the long list below
+def _option(
+    *names: str, **kw: Any
+) -> Callable[[_F], _F]:  # a shorter click.option for the long list below
     return click.option(*names, **kw)
 
 

@@ -91,7 +91,8 @@ class ElfHeader:
 
 
 class Section(NamedTuple):
-    index: int
+    # the field shadows tuple.index on purpose: callers read section.index
+    index: int  # type: ignore[assignment]
     name: str
     sh_name: int
     sh_type: int
@@ -118,7 +119,9 @@ class ElfDefect:
 
 
 class Symbol(NamedTuple):
-    index: int  # position in .symtab: the kernel resolves symbols in this order
+    # position in .symtab: the kernel resolves symbols in this order. The field shadows
+    # tuple.index on purpose: callers read symbol.index.
+    index: int  # type: ignore[assignment]
     name: str
     st_value: int
     st_size: int
