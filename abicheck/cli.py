@@ -187,9 +187,8 @@ def kernel_artefacts(f: _F) -> _F:
     )(f)
 
 
-def _option(
-    *names: str, **kw: Any
-) -> Callable[[_F], _F]:  # a shorter click.option for the long list below
+# a shorter click.option for the long list below
+def _option(*names: str, **kw: Any) -> Callable[[_F], _F]:
     return click.option(*names, **kw)
 
 
