@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 from abicheck import ruledata
 from abicheck.checks import check
 from abicheck.context import CheckContext, license_is_gpl_compatible
-from abicheck.model import Effect, Finding, GuardedMember, Member, StructLayout
+from abicheck.model import (
+    Effect,
+    Finding,
+    GuardedMember,
+    KernelTypeSource,
+    Member,
+    StructLayout,
+)
 from abicheck.readers.elf import SHF_ALLOC
+
+if TYPE_CHECKING:  # resolve is imported where it is used
+    from abicheck.checks.resolve import Provider
 
 RELOC_SIZE = 8  # init/exit are R_X86_64_64 (or R_AARCH64_ABS64): an 8-byte pointer
 
@@ -86,7 +97,7 @@ def initialised_ranges(ctx: CheckContext, kernel: StructLayout) -> list[tuple[in
     return out
 
 
-def _providers(ctx: CheckContext):
+def _providers(ctx: CheckContext) -> list[Provider]:
     from abicheck.checks.resolve import resolve
 
     return [r.provider for r in resolve(ctx) if r.provider is not None]
@@ -111,7 +122,9 @@ def landings(ctx: CheckContext, kernel: StructLayout) -> list[Landing]:
     return out
 
 
-def _describe(kernel: StructLayout, start: int, end: int, types=None) -> list[str]:
+def _describe(
+    kernel: StructLayout, start: int, end: int, types: KernelTypeSource | None = None
+) -> list[str]:
     """The kernel members under [start, end), to the nested member where one is known
     (``source_list.prev`` rather than ``source_list+0x8``)."""
     names = []
@@ -248,7 +261,8 @@ def _span_candidates(
         g = guards.get(m.name)
         if g and g.condition != "1":
             blocks.setdefault(g.condition, []).append(m.name)
-    target = kernel.member("exit").offset - moved
+    # not None: checked on entry
+    target = cast(Member, kernel.member("exit")).offset - moved
     found: list[Member] = []
     for names in blocks.values():
         if "exit" in names:
@@ -331,7 +345,7 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
     refused = next((la for la in lands if la.nonzero), None)
     shift = (k_exit.offset - tm.exit_offset) if k_exit and tm.exit_offset is not None else None
     explanation, options = explain(ctx, kernel, module_view, shift)
-    evidence = {
+    evidence: dict[str, Any] = {
         "kernel_layout_source": kernel.source,
         "module_layout_source": module_view.source if module_view else "relocations",
         "kernel_size": kernel.size,

@@ -16,7 +16,7 @@ import gzip
 import json
 import os
 import re
-from typing import Any
+from typing import Any, cast
 
 from abicheck import __version__
 from abicheck.errors import TargetError
@@ -68,7 +68,10 @@ def profile_dict(target: KernelTarget, with_btf: bool = True) -> dict[str, Any]:
         if target.types is None or not with_btf
         else {
             "source": target.types.source,
-            "data": base64.b64encode(gzip.compress(target.types.raw(), mtime=0)).decode(),
+            # raw() is BtfTypes's: a target saved as a profile has its layouts from BTF
+            "data": base64.b64encode(
+                gzip.compress(cast(BtfTypes, target.types).raw(), mtime=0)
+            ).decode(),
         },
         "notes": list(target.notes),
         "files": list(target.files),
