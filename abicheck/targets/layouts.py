@@ -17,9 +17,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Member, StructLayout
+
+if TYPE_CHECKING:  # both are imported on first use
+    from abicheck.readers.btf import Btf
+    from abicheck.targets.probe import ProbeTypes
 
 
 class BtfTypes:
@@ -39,7 +44,7 @@ class BtfTypes:
         self.source = f"btf:{path}"
 
     @cached_property
-    def btf(self):  # -> abicheck.readers.btf.Btf
+    def btf(self) -> Btf:
         from abicheck.readers.btf import Btf, BtfError, btf_from_file
 
         try:
@@ -341,7 +346,7 @@ def _agrees(full: StructLayout, partial: StructLayout) -> bool:
     return True
 
 
-def _probe(target: KernelTarget, dirs: list[str]):  # -> ProbeTypes
+def _probe(target: KernelTarget, dirs: list[str]) -> ProbeTypes:
     from abicheck import ruledata
     from abicheck.targets.probe import ProbeSpec, ProbeTypes
 
