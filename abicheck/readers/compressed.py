@@ -165,7 +165,6 @@ def inflate(kind: str, packed: bytes | memoryview, limit: int, partial: bool = F
     parts: list[bytes] = []
     size = 0
     # a probe for a few bytes decodes only a few bytes
-    # a generator: closed below so that a decoder stopped early frees its state now
     chunks = _STREAMS[kind](memoryview(packed), min(_STEP, limit + 1))
     try:
         for chunk in chunks:
@@ -304,6 +303,7 @@ def _lzo(src: memoryview, step: int) -> Generator[bytes, None, None]:
         yield lzo.decompress(block, False, dst_len)
 
 
+# generators, not mere iterators: inflate() closes the one it stops early
 _STREAMS: dict[str, Callable[[memoryview, int], Generator[bytes, None, None]]] = {
     "gzip": _gzip,
     "xz": _lzma_like(lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),

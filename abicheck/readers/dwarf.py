@@ -41,14 +41,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.construct import ConstructError
 from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE, AttributeValue
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
-from elftools.dwarf.typeunit import TypeUnit
 
 from abicheck.errors import ModuleReadError
 from abicheck.model import Member, Section, StructLayout
@@ -64,6 +63,9 @@ from abicheck.readers.elf import (
     SHT_SYMTAB,
     ElfImage,
 )
+
+if TYPE_CHECKING:  # .debug_types is never read; the type is for the annotations
+    from elftools.dwarf.typeunit import TypeUnit
 
 # What pyelftools and its bundled construct raise on malformed bytes, besides its own
 # error classes: it indexes, asserts and decodes without checking first.
