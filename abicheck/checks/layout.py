@@ -15,14 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from abicheck import ruledata
 from abicheck.checks import check
 from abicheck.context import CheckContext, license_is_gpl_compatible
-from abicheck.model import (
-    Effect,
-    Finding,
-    GuardedMember,
-    KernelTypeSource,
-    Member,
-    StructLayout,
-)
+from abicheck.model import Effect, Finding, GuardedMember, KernelTypeSource, Member, StructLayout
 from abicheck.readers.elf import SHF_ALLOC
 
 if TYPE_CHECKING:  # resolve is imported where it is used
