@@ -3,12 +3,14 @@
 The public API: :func:`check` and :func:`load_target` (see abicheck/api.py).
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "check", "load_target"]
 
 
-def __getattr__(name: str):  # imported on first use: `abicheck --version` stays fast
+def __getattr__(name: str) -> Any:  # imported on first use: `abicheck --version` stays fast
     if name in ("check", "load_target"):
         from abicheck import api
 

@@ -10,8 +10,8 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ from abicheck.errors import EXIT_USAGE, AbicheckError, ModuleReadError
 from abicheck.model import KernelTarget
 from abicheck.readers.compressed import DEFAULT_LIMIT, not_regular
 from abicheck.reporters import FORMATS
+
+# a click command function, or a command already made of one, as option decorators see it
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 
@@ -209,10 +212,10 @@ def main() -> None:
     """
 
 
-def kernel_artefacts(f=None, *, owner: str = "the --kernel before it"):
+def kernel_artefacts(f: _F | None = None, *, owner: str = "the --kernel before it") -> Any:
     """--vmlinux and --modules-dir: artefacts of one kernel (``owner`` in their help)."""
 
-    def decorate(f):
+    def decorate(f: _F) -> _F:
         f = click.option(
             "--modules-dir",
             "modules_dirs",
@@ -233,7 +236,8 @@ def kernel_artefacts(f=None, *, owner: str = "the --kernel before it"):
     return decorate(f) if f is not None else decorate
 
 
-def _option(*names: str, **kw):  # a shorter click.option for the long list below
+# a shorter click.option for the long list below
+def _option(*names: str, **kw: Any) -> Callable[[_F], _F]:
     return click.option(*names, **kw)
 
 

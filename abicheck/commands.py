@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from abicheck.errors import EXIT_USAGE, AbicheckError
 from abicheck.model import Result, Severity, Verdict
+
+if TYPE_CHECKING:  # rich is imported lazily, only for a terminal
+    from rich.console import Console
+    from rich.progress import Progress
 
 
 def _error(message: str) -> None:
@@ -94,8 +99,8 @@ def run_check(opts: dict[str, Any]) -> int:
     targets, target_errors = load_targets(
         kernels, opts["vmlinux"], opts["modules_dirs"], opts.get("layouts") or "auto"
     )
-    for e in target_errors:
-        _error(str(e))
+    for err in target_errors:
+        _error(str(err))
     if not targets:
         return EXIT_USAGE
     tree = None
@@ -141,7 +146,7 @@ def run_check(opts: dict[str, Any]) -> int:
     results = gate.apply(output.results, settings, select, ignore, baseline, fingerprint)
     if opts.get("require_layout") or getattr(settings, "require_layout", False):
         results = gate.require_layouts(results)
-    if record_baseline:
+    if record_baseline and baseline_path:  # record_baseline is only set with a path
         prints = [
             fingerprint(f, gate.relative(r.module, settings.root), r.kernel)
             for r in results
@@ -236,7 +241,7 @@ def _write(written: str | list[tuple[str, str]], output_file: str | None, color:
     return True
 
 
-def _progress(opts: dict[str, Any], total: int):
+def _progress(opts: dict[str, Any], total: int) -> Progress | None:
     """A rich progress bar on stderr for long runs at a terminal; machine formats and
     pipes never see it."""
     wanted = opts.get("progress")
@@ -255,7 +260,7 @@ def _progress(opts: dict[str, Any], total: int):
     return progress
 
 
-def _stderr_console():
+def _stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -284,7 +289,12 @@ def extra_modules(root: str, release: str) -> list[str]:
 
 
 def run_upgrade(
-    to: str, from_release: str | None, root: str, vmlinux, modules_dirs, fmt: str
+    to: str,
+    from_release: str | None,
+    root: str,
+    vmlinux: Sequence[str],
+    modules_dirs: Sequence[str],
+    fmt: str,
 ) -> int:
     from abicheck.cli import load_targets
     from abicheck.context import Assumptions

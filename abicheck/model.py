@@ -64,6 +64,18 @@ class TypeSource(Protocol):
     def struct(self, name: str) -> StructLayout | None: ...
 
 
+class ModuleTypeSource(TypeSource, Protocol):
+    """A module's layouts (its DWARF), with what the layout checks ask of it besides."""
+
+    def decl_line(self, name: str) -> tuple[str, int] | None:
+        """(file, line) where the module's source declares a function, variable or type."""
+        ...
+
+    def used_structs(self) -> dict[str, StructLayout]:
+        """The complete structs the module defines and uses, by "struct NAME"."""
+        ...
+
+
 class KernelTypeSource(TypeSource, Protocol):
     """A kernel's layouts (BTF, or a probe compiled against its headers)."""
 
@@ -91,7 +103,8 @@ class ElfHeader:
 
 
 class Section(NamedTuple):
-    index: int
+    # the field shadows tuple.index on purpose: callers read section.index
+    index: int  # type: ignore[assignment]
     name: str
     sh_name: int
     sh_type: int
@@ -118,7 +131,9 @@ class ElfDefect:
 
 
 class Symbol(NamedTuple):
-    index: int  # position in .symtab: the kernel resolves symbols in this order
+    # position in .symtab: the kernel resolves symbols in this order. The field shadows
+    # tuple.index on purpose: callers read symbol.index.
+    index: int  # type: ignore[assignment]
     name: str
     st_value: int
     st_size: int
@@ -275,7 +290,7 @@ class Module:
     # first value of each .modinfo key: modules with hundreds of alias= lines are
     # asked for their vermagic, license, intree ... by every check
     modinfo_first: Mapping[str, str] = field(default_factory=dict)
-    types: TypeSource | None = None  # the module's own DWARF, read on first use
+    types: ModuleTypeSource | None = None  # the module's own DWARF, read on first use
 
     def info(self, key: str) -> str | None:
         """First value of a .modinfo key, as the kernel's get_modinfo() returns it."""

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from abicheck.context import Assumptions, BuildTree, RunContext, RunEntry
 from abicheck.engine import check_module, unreadable_result
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Module, Result
 from abicheck.readers.module import read_module
+
+if TYPE_CHECKING:  # annotations only: multiprocessing is imported lazily, for big runs
+    from multiprocessing.connection import Connection
+
+    from rich.progress import Progress
 
 # Below this many modules, forking costs more than it saves.
 PARALLEL_THRESHOLD = 48
@@ -51,7 +57,7 @@ def run_checks(
     certs: list | None = None,
     jobs: int | None = None,
     build_tree: BuildTree | None = None,
-    progress=None,  # a rich.progress.Progress, or None
+    progress: Progress | None = None,
 ) -> RunOutput:
     jobs = jobs or os.cpu_count() or 1
     if jobs > 1 and len(paths) >= PARALLEL_THRESHOLD and hasattr(os, "fork"):
@@ -67,7 +73,7 @@ def run_checks(
                 certs,
                 jobs,
                 build_tree,
-                lambda n: progress.advance(task, n) if progress else None,
+                lambda n: progress.advance(task, n) if progress and task is not None else None,
             )
     with progress or _Null():
         task = progress.add_task("checking", total=len(paths) * len(targets)) if progress else None
@@ -88,7 +94,7 @@ def run_checks(
                 except TargetError as e:
                     failed[t] = e
                     break
-                if progress:
+                if progress and task is not None:  # task is None only without progress
                     progress.advance(task)
             if t not in failed:
                 results += mine
@@ -104,12 +110,12 @@ class _Null:
 
 
 def _worker(
-    conn,
+    conn: Connection,
     paths: list[tuple[int, str | ModuleReadError]],
-    targets,
-    assumptions,
+    targets: Sequence[KernelTarget],
+    assumptions: Assumptions,
     limit: int,
-    certs,
+    certs: list | None,
     build_tree: BuildTree | None = None,
 ) -> None:
     try:
@@ -117,7 +123,8 @@ def _worker(
         conn.send([(i, RunEntry.of(m) if isinstance(m, Module) else m) for i, m in items])
         entries = conn.recv()
         run = RunContext(entries, assumptions, build_tree)
-        out = []
+        # i == -1 with a TargetError marks a target that could not be used at all
+        out: list[tuple[int, int, Result | TargetError]] = []
         for t, target in enumerate(targets):
             for n, (i, item) in enumerate(items, 1):
                 try:
@@ -142,10 +149,10 @@ def _run_parallel(
     targets: Sequence[KernelTarget],
     assumptions: Assumptions,
     limit: int,
-    certs,
+    certs: list | None,
     jobs: int,
     build_tree: BuildTree | None = None,
-    tick=None,
+    tick: Callable[[int], object] | None = None,
 ) -> RunOutput:
     import multiprocessing  # only big runs pay for importing it
 
@@ -189,10 +196,7 @@ def _run_parallel(
         tick(0)
     failed = {t: e for (t, i), e in collected.items() if i == -1}
     results = [
-        collected[(t, i)]  # type: ignore[misc]
-        for t in range(len(targets))
-        if t not in failed
-        for i in range(len(paths))
+        collected[(t, i)] for t in range(len(targets)) if t not in failed for i in range(len(paths))
     ]
     errors = [e for e in ordered if isinstance(e, ModuleReadError)]
     return RunOutput(errors, results, failed)  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import difflib
 import fnmatch
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,7 +203,7 @@ def _specificity(selector: str, rule: ruledata.Rule | None) -> int | None:
     return None
 
 
-def rule_filter(select: Sequence[str], ignore: Sequence[str]):
+def rule_filter(select: Sequence[str], ignore: Sequence[str]) -> Callable[[str], bool]:
     """A predicate rule_id → bool."""
     cache: dict[str, bool] = {}
 

@@ -248,7 +248,7 @@ def test_randstruct_kernel_is_not_probed(testdata):
         ProbeTypes(ProbeSpec(dirs, "x86", "x86_64", config, target.digest))
 
 
-# -- the cache ----------
+# -- the cache ------------------------------------------------------------------------------------
 
 
 def test_cache_is_used_and_validated(testdata, monkeypatch, tmp_path):

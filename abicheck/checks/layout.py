@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from abicheck import ruledata
 from abicheck.checks import check
 from abicheck.checks.modversions import another_kernel, shown
 from abicheck.context import CheckContext, license_is_gpl_compatible
-from abicheck.model import Effect, Finding, GuardedMember, Member, StructLayout
+from abicheck.model import Effect, Finding, GuardedMember, KernelTypeSource, Member, StructLayout
 from abicheck.readers.elf import SHF_ALLOC
+
+if TYPE_CHECKING:  # resolve is imported where it is used
+    from abicheck.checks.resolve import Provider
 
 RELOC_SIZE = 8  # init/exit are R_X86_64_64 (or R_AARCH64_ABS64): an 8-byte pointer
 
@@ -87,7 +91,7 @@ def initialised_ranges(ctx: CheckContext, kernel: StructLayout) -> list[tuple[in
     return out
 
 
-def _providers(ctx: CheckContext):
+def _providers(ctx: CheckContext) -> list[Provider]:
     from abicheck.checks.resolve import resolve
 
     return [r.provider for r in resolve(ctx) if r.provider is not None]
@@ -112,7 +116,9 @@ def landings(ctx: CheckContext, kernel: StructLayout) -> list[Landing]:
     return out
 
 
-def _describe(kernel: StructLayout, start: int, end: int, types=None) -> list[str]:
+def _describe(
+    kernel: StructLayout, start: int, end: int, types: KernelTypeSource | None = None
+) -> list[str]:
     """The kernel members under [start, end), to the nested member where one is known
     (``source_list.prev`` rather than ``source_list+0x8``)."""
     names = []
@@ -158,11 +164,8 @@ def explain(
         groups = [(m, "kernel") for m in only_kernel] + [(m, "module") for m in only_module]
     else:
         tm = ctx.module.this_module
-        observed = {
-            n: o
-            for n, o in (("init", tm.init_offset), ("exit", tm.exit_offset))
-            if tm is not None and o is not None
-        }
+        pairs = (("init", tm.init_offset), ("exit", tm.exit_offset)) if tm is not None else ()
+        observed = {n: o for n, o in pairs if o is not None}
         groups = [(m, "kernel") for m in _span_candidates(kernel, guards, observed)]
     for member, side in groups:
         g = guards.get(member.name)
@@ -358,7 +361,7 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
     refused = next((la for la in lands if la.nonzero), None)
     shift = (k_exit.offset - tm.exit_offset) if k_exit and tm.exit_offset is not None else None
     explanation, options = explain(ctx, kernel, module_view, shift)
-    evidence = {
+    evidence: dict[str, Any] = {
         "kernel_layout_source": kernel.source,
         "module_layout_source": module_view.source if module_view else "relocations",
         "kernel_size": kernel.size,
@@ -483,10 +486,12 @@ def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
     ktypes = ctx.target.types
     if ktypes is None:
         return
-    drifted = []
+    drifted: list[tuple[str, StructLayout, StructLayout, list[str]]] = []
     for name, mine in sorted(mine_all.items()):
         theirs = theirs_all.get(name)
-        diff = compare(mine, theirs) if theirs is not None else []
+        if theirs is None:
+            continue
+        diff = compare(mine, theirs)
         if diff:
             drifted.append((name, mine, theirs, diff))
     kernel_source = ctx.target.layout_source or ktypes.source

@@ -114,7 +114,11 @@ def shown(names: list[str]) -> str:
 
 @check("MV001")
 def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
-    mismatches = [r for r in resolve(ctx) if r.version == "mismatch" and r.provider is not None]
+    mismatches = [
+        (r, r.provider)
+        for r in resolve(ctx)
+        if r.version == "mismatch" and r.provider is not None
+    ]
     if not mismatches:
         return
     because = another_kernel(ctx)
@@ -123,11 +127,11 @@ def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
         # A module of another build differs in most CRCs; the kernel refuses it at
         # module_layout or the vermagic before it compares any of them. One finding
         # says so; the evidence keeps every symbol for whoever wants the list.
-        names = [r.symbol.name for r in mismatches]
+        names = [r.symbol.name for r, _ in mismatches]
         yield ctx.finding(
             "MV001",
             variant="message_grouped",
-            order=(mismatches[0].symbol.index, 2),
+            order=(mismatches[0][0].symbol.index, 2),
             kernel_says="",
             count=len(mismatches),
             shown=shown(names),
@@ -137,21 +141,21 @@ def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
                 {
                     "symbol": r.symbol.name,
                     "module_crc": _hex(r.module_crc),
-                    "kernel_crc": _hex(r.provider.export.crc),
-                    "owner": r.provider.name,
+                    "kernel_crc": _hex(provider.export.crc),
+                    "owner": provider.name,
                 }
-                for r in mismatches
+                for r, provider in mismatches
             ],
         )
         return
-    for r in mismatches:
+    for r, provider in mismatches:
         yield ctx.finding(
             "MV001",
             order=(r.symbol.index, 2),
             symbol=r.symbol.name,
             module_crc=_hex(r.module_crc),
-            kernel_crc=_hex(r.provider.export.crc),
-            owner=r.provider.name,
+            kernel_crc=_hex(provider.export.crc),
+            owner=provider.name,
         )
 
 

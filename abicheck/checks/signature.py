@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from abicheck import ruledata
 from abicheck.checks import check
@@ -26,7 +27,7 @@ def _rejection(ctx: CheckContext, reason: str) -> tuple[str, str] | None:
     return None
 
 
-def _evidence(ctx: CheckContext) -> dict[str, str]:
+def _evidence(ctx: CheckContext) -> dict[str, Any]:
     a = ctx.run.assumptions
     if ctx.target.enabled("MODULE_SIG_FORCE"):
         why = "CONFIG_MODULE_SIG_FORCE=y"
@@ -202,7 +203,7 @@ def signature_key_unknown(ctx: CheckContext) -> Iterator[Finding]:
         if sig.verification == "unknown-key"
         else "module with unsupported crypto"
     )
-    facts = {
+    facts: dict[str, Any] = {
         "signer": sig.signer or "(unknown)",
         "key_id": sig.key_id or "(none)",
         "count": ctx.run.assumptions.trusted_keys or "given",

@@ -211,8 +211,8 @@ class Btf:
         self.header = header
         self.endian = endian  # "<" or ">"
         self.base = base
-        self.start_id = base.start_id + len(base) if base else 1
-        self.start_str_off = base.start_str_off + base.header.str_len if base else 0
+        self.start_id: int = base.start_id + len(base) if base else 1
+        self.start_str_off: int = base.start_str_off + base.header.str_len if base else 0
         self._words = words
         self._offsets = offsets  # word offset of each record, for ids start_id...
         self._strings = strings
@@ -344,7 +344,7 @@ class Btf:
 
     def find_structs(self, name: str) -> list[int]:
         """Every struct or union called ``name``, this blob's first, then the base's."""
-        kinds = (BTF_KIND_STRUCT, BTF_KIND_UNION)
+        kinds: tuple[int, ...] = (BTF_KIND_STRUCT, BTF_KIND_UNION)
         if name.startswith("struct "):
             kinds, name = (BTF_KIND_STRUCT,), name[7:]
         elif name.startswith("union "):

@@ -408,8 +408,8 @@ def _apply(op: str, a: _Value, b: _Value, live: bool = True) -> _Value:
     unsigned = a[1] or b[1]
     x, y = a[0] & _MASK if unsigned else a[0], b[0] & _MASK if unsigned else b[0]
     if op in ("==", "!=", "<", ">", "<=", ">="):
-        r = {"==": x == y, "!=": x != y, "<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y}
-        return int(r[op]), False
+        holds = {"==": x == y, "!=": x != y, "<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y}
+        return int(holds[op]), False
     if op in ("/", "%"):
         if y == 0:
             if live:

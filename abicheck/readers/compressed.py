@@ -15,9 +15,9 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from abicheck.errors import ModuleReadError
 
@@ -181,7 +181,7 @@ def inflate(kind: str, packed: bytes | memoryview, limit: int, partial: bool = F
     return out[:limit] if partial else out
 
 
-def _gzip(src: memoryview, step: int) -> Iterator[bytes]:
+def _gzip(src: memoryview, step: int) -> Generator[bytes, None, None]:
     d = zlib.decompressobj(wbits=31)
     data: bytes | memoryview = src
     while not d.eof:
@@ -195,8 +195,8 @@ def _gzip(src: memoryview, step: int) -> Iterator[bytes]:
 
 def _lzma_like(
     make: Callable[[], lzma.LZMADecompressor | bz2.BZ2Decompressor],
-) -> Callable[[memoryview, int], Iterator[bytes]]:
-    def run(src: memoryview, step: int) -> Iterator[bytes]:
+) -> Callable[[memoryview, int], Generator[bytes, None, None]]:
+    def run(src: memoryview, step: int) -> Generator[bytes, None, None]:
         d = make()
         data: bytes | memoryview = src
         while not d.eof:
@@ -210,7 +210,7 @@ def _lzma_like(
     return run
 
 
-def _zstd(src: memoryview, step: int) -> Iterator[bytes]:
+def _zstd(src: memoryview, step: int) -> Generator[bytes, None, None]:
     try:
         import zstandard
     except ImportError:  # pragma: no cover - a declared dependency
@@ -226,7 +226,7 @@ def _zstd(src: memoryview, step: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _lz4(src: memoryview, step: int) -> Iterator[bytes]:
+def _lz4(src: memoryview, step: int) -> Generator[bytes, None, None]:
     """The kernel's lz4 "legacy" format (lib/decompress_unlz4.c): magic, then blocks of
     le32 compressed size + data, each expanding to at most 8 MiB. The format has no end
     marker: it ends with the data, or with the le32 size the kernel build appends."""
@@ -259,7 +259,7 @@ _F_ADLER32_D, _F_ADLER32_C, _F_H_FILTER = 0x1, 0x2, 0x800
 _F_CRC32_D, _F_CRC32_C = 0x100, 0x200
 
 
-def _lzo(src: memoryview, step: int) -> Iterator[bytes]:
+def _lzo(src: memoryview, step: int) -> Generator[bytes, None, None]:
     """The lzop format the kernel's lzo images use (lib/decompress_unlzo.c): a header,
     then blocks of be32 decompressed size, be32 compressed size, optional checksums and
     data (stored as is when both sizes are equal); a decompressed size of 0 ends it."""
@@ -272,7 +272,7 @@ def _lzo(src: memoryview, step: int) -> Iterator[bytes]:
     at += 4 + (4 if flags & _F_H_FILTER else 0) + 4 + 4  # flags, [filter], mode, mtime
     at += 4 if version >= 0x0940 else 0  # mtime high
     at += 1 + src[at] + 4  # name length, name, header checksum
-    lzo = None
+    lzo: Any = None  # python-lzo, imported at the first compressed block
     while True:
         (dst_len,) = struct.unpack_from(">I", src, at)
         at += 4
@@ -294,15 +294,17 @@ def _lzo(src: memoryview, step: int) -> Iterator[bytes]:
             continue
         if lzo is None:
             try:
-                import lzo  # python-lzo: needs liblzo2; lzo kernels are rare
+                import lzo as lzo_module  # python-lzo: needs liblzo2; lzo kernels are rare
             except ImportError:
                 raise MissingDecoder(
                     "lzo data: install the python-lzo package (and liblzo2)"
                 ) from None
+            lzo = lzo_module
         yield lzo.decompress(block, False, dst_len)
 
 
-_STREAMS: dict[str, Callable[[memoryview, int], Iterator[bytes]]] = {
+# generators, not mere iterators: inflate() closes the one it stops early
+_STREAMS: dict[str, Callable[[memoryview, int], Generator[bytes, None, None]]] = {
     "gzip": _gzip,
     "xz": _lzma_like(lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
     "lzma": _lzma_like(lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE)),

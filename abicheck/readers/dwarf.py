@@ -41,6 +41,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
+from typing import IO, TYPE_CHECKING, cast
 
 from elftools.common.exceptions import DWARFError, ELFError
 from elftools.construct import ConstructError
@@ -62,6 +63,9 @@ from abicheck.readers.elf import (
     SHT_SYMTAB,
     ElfImage,
 )
+
+if TYPE_CHECKING:  # .debug_types is never read; the type is for the annotations
+    from elftools.dwarf.typeunit import TypeUnit
 
 # What pyelftools and its bundled construct raise on malformed bytes, besides its own
 # error classes: it indexes, asserts and decodes without checking first.
@@ -165,10 +169,12 @@ class _LazySection:
     copies only what is read.
     """
 
-    def __init__(self, size: int, load: Callable[[], bytes | tuple[mmap.mmap, int]]) -> None:
+    def __init__(
+        self, size: int, load: Callable[[], bytes | tuple[bytes | mmap.mmap, int]]
+    ) -> None:
         self._size = size
         self._load = load
-        self._map: mmap.mmap | None = None
+        self._map: bytes | mmap.mmap | None = None
         self._start = 0
         self._pos = 0
 
@@ -191,7 +197,8 @@ class _LazySection:
                 # from now on it calls BytesIO's C methods directly
                 buf = io.BytesIO(loaded)
                 buf.seek(self._pos)
-                self.read, self.seek, self.tell = buf.read, buf.seek, buf.tell
+                # (positional-only C methods in place of these: mypy cannot follow it)
+                self.read, self.seek, self.tell = buf.read, buf.seek, buf.tell  # type: ignore[method-assign, assignment]
                 return buf.read(n)
             self._map, self._start = loaded
         start = self._pos
@@ -233,7 +240,8 @@ class _Elf:
         if self.header.e_type == ET_REL:
             # relocate .debug_info now: a bad relocation then ends in our DwarfError,
             # not in one pyelftools wraps while reading through the stream
-            descriptors[".debug_info"].stream.read(0)
+            # .debug_info is there: DWARF was found by it before this is called
+            cast(DebugSectionDescriptor, descriptors[".debug_info"]).stream.read(0)
         config = DwarfConfig(
             little_endian=self.little_endian,
             default_address_size=8 if self.header.ei_class == 2 else 4,
@@ -270,7 +278,10 @@ class _Elf:
             stream = _LazySection(size, lambda: self._contents(sec))
         else:
             stream = _LazySection(size, lambda: (self.data, sec.sh_offset))
-        return DebugSectionDescriptor(stream, sec.name, sec.sh_offset, size, sec.sh_addr)
+        # a duck-typed stream: pyelftools only seeks, reads and tells
+        return DebugSectionDescriptor(
+            cast(IO[bytes], stream), sec.name, sec.sh_offset, size, sec.sh_addr
+        )
 
     def _contents(self, sec: Section) -> bytes:
         """The section's bytes, decompressed when SHF_COMPRESSED (a kernel built with
@@ -335,7 +346,8 @@ class _Elf:
         values = self._symbol_values(symtab)
         type_mask, sym_shift = (0xFFFFFFFF, 32) if self.header.ei_class == 2 else (0xFF, 8)
         limit, count = len(out), len(values)
-        last_type, word, width, mask, pc_relative = None, _WORD4, 4, 0, False
+        word: struct.Struct  # set from the first row's recipe before any use
+        last_type, width, mask, pc_relative = None, 4, 0, False
         for r_offset, r_info, r_addend in self._rows(rel):
             r_type, r_sym = r_info & type_mask, r_info >> sym_shift
             if r_type != last_type:  # runs of one type: look the recipe up once per run
@@ -451,7 +463,7 @@ def _children(die: DIE) -> Iterator[DIE]:
         pos = _next_sibling(child, end)
 
 
-def _die_at(cu: CompileUnit, pos: int, end: int) -> DIE:
+def _die_at(cu: CompileUnit | TypeUnit, pos: int, end: int) -> DIE:
     if pos >= end:
         raise DwarfError(
             f"DIEs run past the end of the compilation unit at {cu.cu_offset:#x}: truncated"
@@ -623,7 +635,10 @@ class _Types:
             if die is None or die.tag not in _MODIFIERS:
                 return die
             die = _type(die)
-        raise DwarfError(f"DIE {die.offset:#x}: type chain longer than {MAX_RESOLVE_DEPTH}")
+        # not None: the loop returns on None
+        raise DwarfError(
+            f"DIE {cast(DIE, die).offset:#x}: type chain longer than {MAX_RESOLVE_DEPTH}"
+        )
 
     def size(self, die: DIE | None) -> int | None:
         """Size in bytes as sizeof() says; None for void, functions, declarations."""
@@ -655,7 +670,10 @@ class _Types:
                 die = _type(die)
             else:
                 return None
-        raise DwarfError(f"DIE {start.offset:#x}: type chain longer than {MAX_RESOLVE_DEPTH}")
+        # not None: size() calls this with a DIE
+        raise DwarfError(
+            f"DIE {cast(DIE, start).offset:#x}: type chain longer than {MAX_RESOLVE_DEPTH}"
+        )
 
     def dimensions(self, array: DIE) -> list[int]:
         """Element counts of each DW_TAG_subrange_type, outermost first; 0 for a
@@ -721,7 +739,7 @@ class _Types:
         if tag == "DW_TAG_subroutine_type":
             params = self._params(die, depth, budget)
             return self._declare(_type(die), f"{inner}({params})", depth + 1, budget)
-        return _join(_own_name(die) or tag, inner)
+        return _join(_own_name(die) or cast(str, tag), inner)  # a DIE's tag is a name
 
     def _params(self, proto: DIE, depth: int, budget: list[int]) -> str:
         names = []
@@ -806,7 +824,8 @@ class _Types:
 def _units(dwarf: DWARFInfo, name: str) -> Iterator[CompileUnit]:
     """Compilation units in order, each checked to lie inside .debug_info."""
     for cu in dwarf.iter_CUs():
-        _check_unit(cu, dwarf.debug_info_sec.size, name)
+        # iter_CUs() reads .debug_info, so it is there
+        _check_unit(cu, cast(DebugSectionDescriptor, dwarf.debug_info_sec).size, name)
         yield cu
 
 
@@ -973,7 +992,8 @@ class ModuleTypes:
         if holder is None or "DW_AT_decl_file" not in holder.attributes:
             return None
         number = holder.attributes["DW_AT_decl_file"].value
-        path = _file_name(self._dwarf_info(), holder.cu, number)
+        # a CompileUnit: no type unit is read (DWARFInfo gets no .debug_types)
+        path = _file_name(self._dwarf_info(), cast(CompileUnit, holder.cu), number)
         return None if path is None else (path, holder.attributes["DW_AT_decl_line"].value)
 
 

@@ -18,8 +18,12 @@ import struct
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from abicheck.model import ElfDefect, ElfHeader, Section, Symbol
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 ELFMAG = b"\x7fELF"
 ET_REL = 1
@@ -83,7 +87,9 @@ class ElfImage:
     ``size`` is the length the kernel sees: the file without an appended signature.
     """
 
-    def __init__(self, buf: bytes | memoryview, size: int) -> None:
+    # bytes, or an mmap of a large file read in place. Not a memoryview: relocation_types
+    # counts bytes in a slice, and memoryview has no count() before Python 3.14.
+    def __init__(self, buf: bytes | mmap, size: int) -> None:
         self.buf = buf
         self.size = size
         self.defects: list[ElfDefect] = []

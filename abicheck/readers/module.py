@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import struct
+from typing import TYPE_CHECKING, cast
 
 from abicheck.errors import ModuleReadError
 from abicheck.model import (
@@ -24,6 +25,9 @@ from abicheck.readers.compressed import DEFAULT_LIMIT, read_module_bytes
 from abicheck.readers.modinfo import parse_modinfo
 from abicheck.readers.signature import MARKER, has_marker, parse_signature
 from abicheck.readers.versions import parse_ext_versions, parse_versions
+
+if TYPE_CHECKING:  # the DWARF reader is imported on first use
+    from abicheck.readers.dwarf import ModuleTypes
 
 THIS_MODULE = ".gnu.linkonce.this_module"
 
@@ -291,13 +295,13 @@ def _params(img: E.ElfImage, symtab: E.Section | None) -> tuple[tuple[str, str],
         f = fields[index]
         name = ""
         if 0 in f and f[0][0] is not None:
-            sym, addend = f[0]
+            sym, addend = cast(tuple[Symbol, int], f[0])  # sym checked just above
             target = img.sections[sym.st_shndx] if sym.st_shndx < len(img.sections) else None
             if target is not None:
                 name = _string_in(img.data(target), target.index, sym, addend)
         ops = ""
         if 2 in f and f[2][0] is not None:
-            sym, addend = f[2]
+            sym, addend = cast(tuple[Symbol, int], f[2])  # sym checked just above
             ops = sym.name
             if not ops and sym.st_shndx < len(img.sections):  # a section symbol
                 ops = f"{img.sections[sym.st_shndx].name}+{addend:#x}"
@@ -324,8 +328,9 @@ def _this_module(
         # struct module since Linux 2.6: the name follows one padded word and two pointers.
         name_offset = img.word * 3
         name = data[name_offset : name_offset + 56].split(b"\0", 1)[0].decode("utf-8", "replace")
-    relocs = ()
-    init_offset = exit_offset = None
+    relocs: tuple[Relocation, ...] = ()
+    init_offset: int | None = None
+    exit_offset: int | None = None
     rela = _rela_for(img, sec.index)
     if rela is not None and symtab is not None:
         entries = img.relocation_entries(rela)
@@ -368,10 +373,10 @@ class ModuleDwarf:
     def __init__(self, path: str) -> None:
         self.path = path
         self.source = f"dwarf:{path}"
-        self._types = None
+        self._types: ModuleTypes | None = None
         self.error: str | None = None
 
-    def _load(self):
+    def _load(self) -> ModuleTypes | None:
         if self._types is None and self.error is None:
             from abicheck.readers.dwarf import DwarfError, module_types
 

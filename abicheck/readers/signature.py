@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abicheck.model import ModuleSignature
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 MARKER = b"~Module signature appended~\n"
 PKEY_ID_PKCS7 = 2
@@ -40,13 +43,13 @@ _HASH_OIDS = {
 _OID_COMMON_NAME = "2.5.4.3"
 
 
-def has_marker(buf: bytes | memoryview, size: int) -> bool:
+def has_marker(buf: bytes | memoryview | mmap, size: int) -> bool:
     n = len(MARKER)
     return size > n and bytes(buf[size - n : size]) == MARKER
 
 
 def parse_signature(
-    buf: bytes | memoryview, size: int, certs: list | None = None
+    buf: bytes | memoryview | mmap, size: int, certs: list | None = None
 ) -> ModuleSignature | None:
     """The signature block of a module image of ``size`` bytes, or None if unsigned.
 
@@ -177,7 +180,7 @@ def parse_pkcs7(blob: bytes) -> Pkcs7:
             f"the PKCS#7 message is {len(blob)} bytes; the kernel's "
             f"ASN.1 decoder takes at most {ASN1_MAX_LEN}",
         )
-    from asn1crypto import cms, core, x509  # type: ignore[import-untyped]
+    from asn1crypto import cms, core, x509
 
     try:
         ci = cms.ContentInfo.load(blob)  # trailing bytes are ignored, as by the kernel
@@ -352,7 +355,7 @@ def _signer_failure(si: Any, sd_version: bytes, data_type: str) -> Pkcs7 | None:
 
 
 def _oid_der(dotted: str) -> bytes:
-    from asn1crypto.core import ObjectIdentifier  # type: ignore[import-untyped]
+    from asn1crypto.core import ObjectIdentifier
 
     return ObjectIdentifier(dotted).contents
 
@@ -432,7 +435,7 @@ def verify(signed: bytes, blob: bytes, certs: list) -> tuple[str, str]:
                 matching.append(cert)
     if not matching:
         return "unknown-key", "no trusted certificate matches the signer"
-    algo = {
+    algo: type[hashes.HashAlgorithm] | None = {
         "sha1": hashes.SHA1,
         "sha224": hashes.SHA224,
         "sha256": hashes.SHA256,

@@ -6,14 +6,17 @@ Module and file-name text is hostile: every reporter passes it through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
-from abicheck.model import KernelTarget, Result
-
-Reporter = Callable[[Sequence[Result], Sequence[KernelTarget], bool], str]
+# Called as reporter(results, targets, color, **options): each format takes its own keyword
+# options (project_root, fail_on, category, ...) and sarif's report_files returns
+# (name, text) pairs rather than one string, so one precise signature cannot cover them all.
+Reporter = Callable[..., Any]
 
 
 def get_reporter(name: str) -> Reporter:
+    report: Reporter  # the branches import differently typed functions
     if name == "json":
         from abicheck.reporters.json import report
     elif name == "text":

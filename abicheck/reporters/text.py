@@ -11,9 +11,13 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
 from abicheck.reporters.escape import display, display_path, needs_display, safe_text
+
+if TYPE_CHECKING:  # rich is imported lazily, only when a table is drawn
+    from rich.table import Table
 
 Segment = tuple[str, str | None]
 Line = list[Segment]
@@ -190,7 +194,7 @@ def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Li
     return lines
 
 
-def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]):
+def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]) -> Table:
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -203,8 +207,8 @@ def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]):
             Text(display(t.release if sum(x.release == t.release for x in targets) == 1 else t.id))
         )
     rows: dict[str, dict[str, Result]] = {}
-    for r in results:
-        rows.setdefault(r.module, {})[r.target] = r
+    for res in results:
+        rows.setdefault(res.module, {})[res.target] = res
     for module, cells in rows.items():
         row = [Text(display_path(module))]
         for t in targets:

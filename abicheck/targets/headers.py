@@ -16,7 +16,7 @@ import re
 
 from abicheck import ruledata
 from abicheck.errors import TargetError
-from abicheck.model import Export, KernelTarget
+from abicheck.model import Export, ExportTable, KernelTarget
 from abicheck.readers.cheader import PreprocessorError
 from abicheck.readers.kconfig import parse_config, unquote
 from abicheck.readers.symvers import SymversError, parse_symvers
@@ -199,7 +199,7 @@ def target_from_headers(
         notes.append("architecture not recognised from the config")
     srcarch = ruledata.arch_data().get(arch, {}).get("srcarch", arch)
 
-    exports: dict[str, Export] | None = None
+    exports: dict[str, Export] | ExportTable | None = None
     symvers = _first_file([path], "Module.symvers")
     if symvers:
         try:

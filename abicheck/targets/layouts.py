@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Member, StructLayout
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # both are imported on first use
     from abicheck.readers.btf import Btf
     from abicheck.targets.probe import ProbeTypes
 

@@ -16,12 +16,15 @@ import gzip
 import json
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from abicheck import __version__
 from abicheck.errors import TargetError
 from abicheck.model import ExportTable, GuardedMember, KernelTarget, Member, StructLayout
 from abicheck.targets.layouts import BtfTypes
+
+if TYPE_CHECKING:
+    from abicheck.targets.probe import LayoutTable
 
 FORMAT = 1
 
@@ -68,7 +71,10 @@ def profile_dict(target: KernelTarget, with_btf: bool = True) -> dict[str, Any]:
         if not isinstance(target.types, BtfTypes) or not with_btf
         else {
             "source": target.types.source,
-            "data": base64.b64encode(gzip.compress(target.types.raw(), mtime=0)).decode(),
+            # raw() is BtfTypes's: a target saved as a profile has its layouts from BTF
+            "data": base64.b64encode(
+                gzip.compress(target.types.raw(), mtime=0)
+            ).decode(),
         },
         # without BTF (headers alone): the structs the probe compiled from the headers
         "structs": _probe_structs(target) if with_btf else None,
@@ -209,7 +215,7 @@ def _strings(v: object, field: str, none: bool = False) -> None:
     _need(isinstance(v, list) and set(map(type, v)) <= allowed, field, "a list of strings")
 
 
-def _saved_structs(path: str, structs: dict[str, Any] | None):  # -> LayoutTable | None
+def _saved_structs(path: str, structs: dict[str, Any] | None) -> LayoutTable | None:
     from abicheck.targets.probe import LayoutTable, layout_from_json
 
     if not structs:
