@@ -115,9 +115,7 @@ def shown(names: list[str]) -> str:
 @check("MV001")
 def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
     mismatches = [
-        (r, r.provider)
-        for r in resolve(ctx)
-        if r.version == "mismatch" and r.provider is not None
+        (r, r.provider) for r in resolve(ctx) if r.version == "mismatch" and r.provider is not None
     ]
     if not mismatches:
         return

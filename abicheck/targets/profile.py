@@ -72,9 +72,7 @@ def profile_dict(target: KernelTarget, with_btf: bool = True) -> dict[str, Any]:
         else {
             "source": target.types.source,
             # raw() is BtfTypes's: a target saved as a profile has its layouts from BTF
-            "data": base64.b64encode(
-                gzip.compress(target.types.raw(), mtime=0)
-            ).decode(),
+            "data": base64.b64encode(gzip.compress(target.types.raw(), mtime=0)).decode(),
         },
         # without BTF (headers alone): the structs the probe compiled from the headers
         "structs": _probe_structs(target) if with_btf else None,
