@@ -157,6 +157,9 @@ def _run_parallel(
     import multiprocessing  # only big runs pay for importing it
 
     ctx = multiprocessing.get_context("fork")
+    from abicheck.readers.compressed import set_large_gate
+
+    set_large_gate(ctx.Lock())  # inherited by the workers: one large decompression at a time
     indexed = list(enumerate(paths))
     # interleave so that large neighbouring modules (one driver family) spread out
     shares = [indexed[w::jobs] for w in range(jobs)]
@@ -192,6 +195,7 @@ def _run_parallel(
             collected.update(((t, i), r) for t, i, r in got[1])
             break
         proc.join()
+    set_large_gate(None)
     if tick:
         tick(0)
     failed = {t: e for (t, i), e in collected.items() if i == -1}

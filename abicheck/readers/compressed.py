@@ -9,6 +9,7 @@ the same bounded decoders serve kernel images (vmlinuz.py) and profiles (profile
 from __future__ import annotations
 
 import bz2
+import functools
 import lzma
 import mmap
 import os
@@ -33,6 +34,22 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
 # measured on 4 zstd bombs at -j 4, 1 GiB gave 7.7 GiB, 256 MiB 1.7 GiB summed over the
 # workers, this 128 MiB stays under 1.5 GiB. --max-module-size raises it for one run.
 DEFAULT_LIMIT = 128 << 20
+
+# Past this much output a decompression holds the run's "large" gate (see large_gate()):
+# every real module but amdgpu stays under it, so workers decompress in parallel, while
+# bombs (and amdgpu) expand one at a time. Peak memory is then about
+# jobs x (2 x LARGE_FROM + interpreter) + 2 x limit, not jobs x 2 x limit.
+LARGE_FROM = 24 << 20
+MODULE_ZSTD_WINDOW = 32 << 20
+_large_gate: Any = None  # a lock shared by a run's worker processes, set by the runner
+
+
+def set_large_gate(gate: Any) -> None:
+    """Share ``gate`` (a multiprocessing lock, inherited through fork) between the
+    workers of a run: only its holder may decompress past LARGE_FROM bytes."""
+    global _large_gate
+    _large_gate = gate
+
 
 # Output per decompression step: the bigger, the fewer Python-level steps; the smaller,
 # the less a bomb allocates past the limit before it is caught.
@@ -135,7 +152,7 @@ def read_module_bytes(path: str, limit: int = DEFAULT_LIMIT) -> RawModule:
 def decompress(path: str, packed: bytes, kind: str, limit: int = DEFAULT_LIMIT) -> bytes:
     problem = None
     try:
-        return inflate(kind, packed, limit)
+        return inflate(kind, packed, limit, module=True)
     except TooBig:
         problem = (
             f"{kind} data expands beyond {limit >> 20} MiB; refusing to decompress "
@@ -155,7 +172,13 @@ def decompress(path: str, packed: bytes, kind: str, limit: int = DEFAULT_LIMIT) 
 DecodeErrors = (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError, struct.error)
 
 
-def inflate(kind: str, packed: bytes | memoryview, limit: int, partial: bool = False) -> bytes:
+def inflate(
+    kind: str,
+    packed: bytes | memoryview,
+    limit: int,
+    partial: bool = False,
+    module: bool = False,
+) -> bytes:
     """The data ``packed`` decompresses to, at most ``limit`` bytes.
 
     ``partial``: stop quietly after ``limit`` bytes (a probe of the first bytes);
@@ -165,7 +188,11 @@ def inflate(kind: str, packed: bytes | memoryview, limit: int, partial: bool = F
     parts: list[bytes] = []
     size = 0
     # a probe for a few bytes decodes only a few bytes
-    chunks = _STREAMS[kind](memoryview(packed), min(_STEP, limit + 1))
+    stream = _STREAMS[kind]
+    if module and kind == "zstd":
+        stream = functools.partial(_zstd, window=MODULE_ZSTD_WINDOW)
+    chunks = stream(memoryview(packed), min(_STEP, limit + 1))
+    held = None
     try:
         for chunk in chunks:
             parts.append(chunk)
@@ -175,8 +202,13 @@ def inflate(kind: str, packed: bytes | memoryview, limit: int, partial: bool = F
                     break
                 parts.clear()  # freed now, not when the caller's exception is gone
                 raise TooBig
+            if held is None and size > LARGE_FROM and _large_gate is not None:
+                held = _large_gate
+                held.acquire()
     finally:
         chunks.close()
+        if held is not None:
+            held.release()
     out = parts[0] if len(parts) == 1 else b"".join(parts)
     return out[:limit] if partial else out
 
@@ -210,12 +242,16 @@ def _lzma_like(
     return run
 
 
-def _zstd(src: memoryview, step: int) -> Generator[bytes, None, None]:
+def _zstd(src: memoryview, step: int, window: int = 0) -> Generator[bytes, None, None]:
     try:
         import zstandard
     except ImportError:  # pragma: no cover - a declared dependency
         raise MissingDecoder("the zstandard package is not installed") from None
-    d = zstandard.ZstdDecompressor().decompressobj()
+    # The window a frame asks for is memory the decoder allocates before any output. A
+    # kernel image made with `zstd -22 --ultra` may use 128 MiB (the zstd default cap);
+    # modules (Kbuild's `zstd -T0`, level 3) use a few MiB, so for them a frame asking
+    # more than 32 MiB is refused (see decompress()).
+    d = zstandard.ZstdDecompressor(max_window_size=window).decompressobj()
     at = 0
     while not d.eof:
         if at >= len(src):
