@@ -621,3 +621,6 @@ def upgrade(
 from abicheck.cli_config import config  # noqa: E402  (registered last: its own module)
 
 main.add_command(config)
+from abicheck.cli_kernel import register as register_kernel  # noqa: E402
+
+register_kernel(main)

@@ -297,10 +297,8 @@ def run_upgrade(
     fmt: str,
 ) -> int:
     from abicheck.cli import load_targets
-    from abicheck.context import Assumptions
-    from abicheck.readers.compressed import DEFAULT_LIMIT
     from abicheck.reporters import get_reporter
-    from abicheck.runner import run_checks
+    from abicheck.runner import broken, check_installed
 
     release = from_release or os.uname().release
     modules = extra_modules(root, release)
@@ -312,17 +310,13 @@ def run_upgrade(
         _error(str(e))
     if not targets:
         return EXIT_USAGE
-    output = run_checks(modules, targets, Assumptions(), DEFAULT_LIMIT)
+    output = check_installed(modules, targets)
     for error in output.errors:
         _error(str(error))
     text = get_reporter(fmt)(output.results, targets, _use_color("auto", None))
     if not _write(text, None, _use_color("auto", None)):
         return EXIT_USAGE
-    bad = [
-        r
-        for r in output.results
-        if r.verdict in (Verdict.REFUSED, Verdict.LOADS_UNSAFE, Verdict.UNREADABLE)
-    ]
+    bad = broken(output.results)
     _say(
         f"abicheck: {len(bad)} of {len(output.results)} module(s) installed for "
         f"{release} will not work with {targets[0].release}"

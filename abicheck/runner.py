@@ -209,3 +209,21 @@ def _run_parallel(
 def _raise_if_error(got: object) -> None:
     if isinstance(got, tuple) and len(got) == 2 and got[0] == "error":
         raise RuntimeError("a worker process failed:\n" + got[1])
+
+
+def check_installed(
+    paths: Sequence[str | ModuleReadError], targets: Sequence[KernelTarget]
+) -> RunOutput:
+    """Modules built for one kernel, checked against another with the default
+    assumptions: what `abicheck upgrade --to` and `abicheck kernel diff --modules` run."""
+    from abicheck.readers.compressed import DEFAULT_LIMIT
+
+    return run_checks(paths, targets, Assumptions(), DEFAULT_LIMIT)
+
+
+def broken(results: Sequence[Result]) -> list[Result]:
+    """The results whose module will not work: refused, unsafe once loaded, unreadable."""
+    from abicheck.model import Verdict
+
+    bad = (Verdict.REFUSED, Verdict.LOADS_UNSAFE, Verdict.UNREADABLE)
+    return [r for r in results if r.verdict in bad]

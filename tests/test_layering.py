@@ -27,7 +27,7 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "abicheck"
 
-CLI = frozenset({"cli", "cli_config", "commands"})
+CLI = frozenset({"cli", "cli_config", "cli_kernel", "commands"})
 
 # (importing module, imported module) → why it is tolerated for now.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
@@ -41,6 +41,8 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # cli imports commands for the command bodies; commands borrows cli's helpers
     # (_parse_param, expand_modules, load_targets): a cycle cli ↔ commands.
     ("abicheck.commands", "abicheck.cli"): "commands uses cli helpers: cycle",
+    # kernel diff --modules DIR expands DIR as `check` does, with cli.expand_modules.
+    ("abicheck.cli_kernel", "abicheck.cli"): "cli_kernel uses cli.expand_modules: cycle",
     # the JUnit reporter lists every rule that ran, from checks.load_all().
     ("abicheck.reporters.junit", "abicheck.checks"): "junit lists the registered checks",
 }

@@ -384,6 +384,47 @@ class Btf:
             btf = btf.base
         return found
 
+    def functions(self) -> dict[str, int]:
+        """Each FUNC's name → its FUNC_PROTO's id (a full scan; this blob, then its base)."""
+        found: dict[str, int] = {}
+        btf: Btf | None = self
+        while btf is not None:
+            words = btf._words
+            for o in btf._offsets:
+                if words[o + 1] >> 24 & 0x1F == BTF_KIND_FUNC and words[o]:
+                    found.setdefault(btf.string(words[o]), words[o + 2])
+            btf = btf.base
+        return found
+
+    def proto_types(self, proto_id: int) -> list[int]:
+        """The return type's id then each parameter's, of a FUNC_PROTO (``struct btf_param``
+        records: name_off, type)."""
+        words, o, info, ret = self._record(proto_id)
+        if info >> 24 & 0x1F != BTF_KIND_FUNC_PROTO:
+            return []
+        vlen = info & 0xFFFF
+        return [ret] + [words[o + 4 + 2 * i] for i in range(vlen)]
+
+    def aggregate_of(self, type_id: int) -> str | None:
+        """"struct NAME" or "union NAME" that a type is, points to or is an array of
+        (typedefs and qualifiers skipped); None for anything else or anonymous ones."""
+        for _ in range(MAX_RESOLVE_DEPTH):
+            type_id = self.resolve(type_id)
+            if type_id == 0:
+                return None
+            words, o, info, size_or_type = self._record(type_id)
+            kind = info >> 24 & 0x1F
+            if kind == BTF_KIND_PTR:
+                type_id = size_or_type
+            elif kind == BTF_KIND_ARRAY:
+                type_id = words[o + 3]
+            elif kind in (BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_FWD) and words[o]:
+                union = kind == BTF_KIND_UNION or (kind == BTF_KIND_FWD and bool(info >> 31))
+                return ("union " if union else "struct ") + self.string(words[o])
+            else:
+                return None
+        return None
+
     # -- sizes ----------------------------------------------------------------------
 
     @property
