@@ -67,7 +67,9 @@ def diff_command(a: str, b: str, modules_dir: str | None, fmt: str) -> None:
         or bool(result.structs)
         or bool(result.config)
         or any(
-            k in c.kinds for c in result.exports or () for k in ("removed", "crc", "gpl", "namespace")
+            k in c.kinds
+            for c in result.exports or ()
+            for k in ("removed", "crc", "gpl", "namespace")
         )
         or bool(result.broken_modules)
     )

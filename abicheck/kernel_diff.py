@@ -119,9 +119,7 @@ class KernelDiff:
 
     def count(self, kind: str, side: str | None = None) -> int:
         return sum(
-            1
-            for c in self.exports or ()
-            if kind in c.kinds and (side is None or c.side == side)
+            1 for c in self.exports or () if kind in c.kinds and (side is None or c.side == side)
         )
 
     @property
@@ -244,9 +242,7 @@ def loader_identity(a: KernelTarget, b: KernelTarget) -> LoaderIdentity:
             change.name,
             change.size_a,
             change.size_b,
-            tuple(
-                MemberChange(m.name, m.a, m.b, guards.get(m.name, "")) for m in change.members
-            ),
+            tuple(MemberChange(m.name, m.a, m.b, guards.get(m.name, "")) for m in change.members),
         )
     return LoaderIdentity(
         a.vermagic,
@@ -298,7 +294,7 @@ def _btf(t: KernelTarget) -> object | None:
 
 
 def prototype_structs(t: KernelTarget) -> Counter[str]:
-    """"struct NAME" → how many of the target's exported functions take or return it."""
+    """ "struct NAME" → how many of the target's exported functions take or return it."""
     from abicheck.targets.layouts import BtfTypes
 
     assert isinstance(t.types, BtfTypes)

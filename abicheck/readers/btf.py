@@ -406,7 +406,7 @@ class Btf:
         return [ret] + [words[o + 4 + 2 * i] for i in range(vlen)]
 
     def aggregate_of(self, type_id: int) -> str | None:
-        """"struct NAME" or "union NAME" that a type is, points to or is an array of
+        """ "struct NAME" or "union NAME" that a type is, points to or is an array of
         (typedefs and qualifiers skipped); None for anything else or anonymous ones."""
         for _ in range(MAX_RESOLVE_DEPTH):
             type_id = self.resolve(type_id)

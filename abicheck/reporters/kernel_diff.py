@@ -87,8 +87,7 @@ def to_dict(d: KernelDiff) -> dict[str, Any]:
         out["exports"] = {
             "totals": list(d.export_totals),
             "counts": {
-                side: {k: d.count(k, side) for k in EXPORT_KINDS}
-                for side in ("vmlinux", "modules")
+                side: {k: d.count(k, side) for k in EXPORT_KINDS} for side in ("vmlinux", "modules")
             },
             "changes": [
                 {"name": c.name, "kinds": list(c.kinds), "a": _export(c.a), "b": _export(c.b)}
