@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def exports(path: Path) -> dict[str, tuple[Any, ...]]:
-    e = json.load(gzip.open(path))["exports"]
+    with gzip.open(path) as f:
+        e = json.load(f)["exports"]
     owners = e["owners"]
     return {
         name: (crc, gpl == "1", ns, owners[o])
