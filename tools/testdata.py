@@ -575,6 +575,47 @@ def samples(manifest: dict) -> None:
         log(f"saved samples/kernels/{k['release']}.json.gz")
 
 
+SAMPLE_MODULES_ARM64 = ["hello", "unknown_sym", "gplonly_prop"]
+SAMPLE_KERNELS_ARM64 = ["6.1-a-arm64", "6.12-arm64"]
+
+
+def samples_arm64(manifest: dict) -> None:
+    """samples/modules/arm64/ and the arm64 profiles (a maintainer's step, committed).
+
+    Headers only: abicheck's vmlinux reader does not know the arm64 Image yet ("not a
+    kernel image"), and rules/arch/aarch64.toml has no probe flags, so the profiles hold
+    no struct layouts."""
+    sys.path.insert(0, REPO)
+    import dataclasses
+
+    from abicheck.targets import load_target
+    from abicheck.targets.profile import save_profile
+
+    out = os.path.join(REPO, "samples")
+    os.makedirs(os.path.join(out, "modules", "arm64"), exist_ok=True)
+    built = manifest["built"]["6.1-a-arm64"]
+    for name in SAMPLE_MODULES_ARM64:
+        run(
+            [
+                "aarch64-linux-gnu-objcopy",
+                "--strip-debug",
+                os.path.join(built, f"{name}.ko"),
+                os.path.join(out, "modules", "arm64", f"{name}.ko"),
+            ]
+        )
+    root = os.path.join(CACHE, "root")
+    for role in SAMPLE_KERNELS_ARM64:
+        k = manifest["kernels"][role]
+        target = load_target(k["headers"], None)
+        target = dataclasses.replace(
+            target,
+            source=target.source.replace(root, ""),
+            files=tuple(f.replace(root, "") for f in target.files),
+        )
+        save_profile(target, os.path.join(out, "kernels", f"{k['release']}.json.gz"), False)
+        log(f"saved samples/kernels/{k['release']}.json.gz")
+
+
 def main() -> None:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "path":
@@ -587,6 +628,9 @@ def main() -> None:
     elif cmd == "samples":
         with open(os.path.join(CACHE, "manifest.json")) as f:
             samples(json.load(f))
+    elif cmd == "samples-arm64":
+        with open(os.path.join(CACHE, "manifest.json")) as f:
+            samples_arm64(json.load(f))
     elif cmd == "all":
         build(fetch())
     else:
