@@ -61,6 +61,30 @@ KERNELS = {
         "pick": "oldest",
         "image": True,
     },
+    # arm64 (issue 13): the same ABIs as the amd64 roles, cross-built on this amd64 host.
+    # The headers are only extracted (installing them needs gcc-12:arm64); their
+    # scripts/tools symlinks resolve to the amd64 linux-kbuild extracted beside them.
+    "6.1-a-arm64": {"same_abi_as": "6.1-a", "flavour": "arm64", "arch": "arm64", "image": True},
+    "6.1-b-arm64": {"same_abi_as": "6.1-b", "flavour": "arm64", "arch": "arm64", "image": True},
+    "6.12-arm64": {"same_abi_as": "6.12", "flavour": "arm64", "arch": "arm64", "image": True},
+}
+
+# Make variables that cross-build a module for a role's architecture (gcc-aarch64-linux-gnu).
+CROSS = {"arm64": {"ARCH": "arm64", "CROSS_COMPILE": "aarch64-linux-gnu-"}}
+
+# The referee's arm64 userland (tools/qemu_harness.py): a static busybox, and kmod's own
+# insmod (dynamically linked, so with its libraries and the arm64 dynamic loader), since
+# kmod is the loader abicheck's predictions assume. Extracted apart from the kernels.
+USERLAND = {
+    "arm64": [
+        "busybox-static",
+        "kmod",
+        "libkmod2",
+        "libc6",
+        "liblzma5",
+        "libssl3",
+        "libzstd1",
+    ]
 }
 
 
@@ -105,12 +129,32 @@ def choose_abis() -> dict[str, str]:
 def packages_for(role: str, abi: str) -> list[str]:
     spec = KERNELS[role]
     flavour = spec["flavour"]
-    pkgs = [f"linux-headers-{abi}-{flavour}", f"linux-headers-{abi}-{spec.get('common', 'common')}"]
+    # ":arm64" for a foreign role's own packages; the common headers are arch all and
+    # linux-kbuild (host tools: fixdep, modpost) stays the host's amd64 one
+    qual = f":{spec['arch']}" if "arch" in spec else ""
+    pkgs = [
+        f"linux-headers-{abi}-{flavour}{qual}",
+        f"linux-headers-{abi}-{spec.get('common', 'common')}",
+    ]
     series = re.match(r"(\d+\.\d+)", abi).group(1)
     pkgs.append(f"linux-kbuild-{series}" if series == "6.1" else f"linux-kbuild-{abi}")
     if spec.get("image"):
-        pkgs.append(f"linux-image-{abi}-{flavour}-unsigned")
+        pkgs.append(f"linux-image-{abi}-{flavour}-unsigned{qual}")
     return pkgs
+
+
+def deb_name(pkg: str) -> str:
+    """The file name prefix apt-get download gives a package ("kmod:arm64" -> "kmod")."""
+    return pkg.partition(":")[0]
+
+
+def debs_of(debs: str, pkg: str) -> list[str]:
+    arch = pkg.partition(":")[2]
+    return sorted(
+        f
+        for f in os.listdir(debs)
+        if f.startswith(deb_name(pkg) + "_") and (not arch or f.endswith(f"_{arch}.deb"))
+    )
 
 
 def sha256(path: str) -> str:
@@ -130,12 +174,15 @@ def fetch() -> dict:
     abis = choose_abis()
     manifest = {"cache": CACHE, "kernels": {}, "packages": {}}
     wanted = sorted({p for role, abi in abis.items() for p in packages_for(role, abi)})
-    missing = [p for p in wanted if not any(f.startswith(p + "_") for f in os.listdir(debs))]
+    userland = {f"{p}:{arch}": arch for arch, pkgs in USERLAND.items() for p in pkgs}
+    if any("arch" in KERNELS[r] for r in abis):
+        foreign_architecture({KERNELS[r]["arch"] for r in abis if "arch" in KERNELS[r]})
+    missing = [p for p in [*wanted, *userland] if not debs_of(debs, p)]
     if missing:
         log("downloading " + " ".join(missing))
         run(["apt-get", "download", *missing], cwd=debs, stdout=subprocess.DEVNULL)
-    for pkg in wanted:
-        files = sorted(f for f in os.listdir(debs) if f.startswith(pkg + "_"))
+    for pkg in [*wanted, *userland]:
+        files = debs_of(debs, pkg)
         if not files:
             raise SystemExit(f"testdata: {pkg} could not be downloaded")
         path = os.path.join(debs, files[-1])
@@ -143,12 +190,15 @@ def fetch() -> dict:
         if files[-1] in lock and lock[files[-1]] != digest:
             raise SystemExit(f"testdata: {files[-1]}: SHA-256 {digest} does not match the lock")
         manifest["packages"][files[-1]] = digest
-        stamp = os.path.join(root, ".extracted", files[-1])
+        # the referee's userland apart (its libc must not mix with the kernels' tree)
+        dest = os.path.join(CACHE, f"userland-{userland[pkg]}") if pkg in userland else root
+        stamp = os.path.join(dest, ".extracted", files[-1])
         if not os.path.exists(stamp):
             log(f"extracting {files[-1]}")
-            run(["dpkg-deb", "-x", path, root])
+            run(["dpkg-deb", "-x", path, dest])
             os.makedirs(os.path.dirname(stamp), exist_ok=True)
             open(stamp, "w").close()
+    manifest["userland"] = {a: os.path.join(CACHE, f"userland-{a}") for a in USERLAND}
     src = os.path.join(root, "usr", "src")
     for role, abi in abis.items():
         spec = KERNELS[role]
@@ -163,13 +213,20 @@ def fetch() -> dict:
             with open(mk, "w") as f:
                 f.write(fixed)
         release = f"{abi}-{spec['flavour']}"
-        entry = {"abi": abi, "release": release, "headers": headers}
+        entry = {
+            "abi": abi,
+            "release": release,
+            "headers": headers,
+            "arch": spec.get("arch", "amd64"),
+        }
         modules = os.path.join(root, "lib", "modules", release)
         vmlinuz = os.path.join(root, "boot", f"vmlinuz-{release}")
         if os.path.isfile(vmlinuz):  # the image package: kernel, config, in-tree modules
             entry["modules"] = modules
             entry["vmlinuz"] = vmlinuz
             entry["config"] = os.path.join(root, "boot", f"config-{release}")
+            if spec.get("arch") == "arm64":
+                entry["image"] = arm64_image(vmlinuz)
         manifest["kernels"][role] = entry
     old = os.path.join(CACHE, "manifest.json")
     if os.path.exists(old):  # keep what an earlier build recorded
@@ -179,6 +236,39 @@ def fetch() -> dict:
     with open(old, "w") as f:
         json.dump(manifest, f, indent=2)
     return manifest
+
+
+def foreign_architecture(arches: set[str]) -> None:
+    """`dpkg --add-architecture` + `apt-get update` once, so apt-get download finds them."""
+    have = subprocess.run(
+        ["dpkg", "--print-foreign-architectures"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if arches <= set(have):
+        return
+    for arch in sorted(arches - set(have)):
+        log(f"dpkg --add-architecture {arch}")
+        run(["dpkg", "--add-architecture", arch])
+    run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL)
+
+
+def arm64_image(vmlinuz: str) -> str:
+    """The uncompressed arm64 Image ("ARMd" magic at offset 56): what a BTF reader or
+    qemu -kernel takes. Debian's arm64 vmlinuz is one already (checked); an Image.gz
+    would be unpacked beside it."""
+    with open(vmlinuz, "rb") as f:
+        head = f.read(64)
+    if head[56:60] == b"ARM\x64":
+        return vmlinuz
+    image = os.path.join(os.path.dirname(vmlinuz), "Image-" + os.path.basename(vmlinuz)[8:])
+    if not os.path.exists(image):
+        with open(vmlinuz, "rb") as f:
+            data = gzip.decompress(f.read())
+        if data[56:60] != b"ARM\x64":
+            raise SystemExit(f"testdata: {vmlinuz} is not an arm64 Image")
+        with open(image + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(image + ".tmp", image)
+    return image
 
 
 # -- building ------------------------------------------------------------------------
@@ -201,6 +291,19 @@ BUILDS = [
     ("mcmodel_small", ["6.1-a"], {"KBUILD_MODPOST_WARN": "1"}),
     ("dup_export", ["6.1-a"], {}),
     ("ctor_mod", ["6.1-a"], {}),
+]
+
+ARM64_ROLES = ["6.1-a-arm64", "6.1-b-arm64", "6.12-arm64"]
+# cross-built for arm64 (CROSS adds ARCH/CROSS_COMPILE); the x86-only cases (retpoline,
+# mcmodel, W+X, .ctors) have no meaning there. Debian's arm64 .config has
+# CONFIG_DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT=y, so drift_struct carries DWARF as on amd64.
+BUILDS_ARM64 = [
+    ("hello", ARM64_ROLES, {}),
+    ("unknown_sym", ["6.1-a-arm64", "6.12-arm64"], {"KBUILD_MODPOST_WARN": "1"}),
+    ("gplonly_user", ["6.1-a-arm64", "6.12-arm64"], {}),
+    ("ns_noimport", ["6.1-a-arm64"], {"CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS": "y"}),
+    ("params_mod", ["6.1-a-arm64"], {}),
+    ("drift_struct", ["6.1-a-arm64"], {}),
 ]
 
 
@@ -302,6 +405,16 @@ def derive(out_dir: str) -> None:
         run(["zstd", "-q", "-f", "-19", hello, "-o", os.path.join(out_dir, "hello.ko.zst")])
 
 
+def derive_gplonly_prop(out_dir: str) -> str:
+    """gplonly_prop.ko as derive() makes it on amd64: the GPL-only user relicensed."""
+    with open(os.path.join(out_dir, "gplonly_user.ko"), "rb") as f:
+        user = f.read()
+    dest = os.path.join(out_dir, "gplonly_prop.ko")
+    with open(dest, "wb") as f:
+        f.write(user.replace(b"license=GPL\0", b"license=BSD\0", 1))
+    return dest
+
+
 def sign(out_dir: str) -> None:
     """Sign hello.ko with Kbuild's own sign-file and a key made here (as a DKMS or MOK
     setup does), then damage copies the ways real signatures get damaged."""
@@ -363,11 +476,12 @@ def build(manifest: dict) -> dict:
     built: dict[str, dict[str, str]] = {}
     jobs = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for name, roles, extra in BUILDS:
+        for name, roles, extra in BUILDS + BUILDS_ARM64:
             for role in roles:
                 k = manifest["kernels"].get(role)
                 if k is None:
                     continue
+                extra = {**CROSS.get(k.get("arch", "amd64"), {}), **extra}
                 out_dir = os.path.join(CACHE, "build", k["release"])
                 os.makedirs(out_dir, exist_ok=True)
                 jobs.append(
@@ -395,6 +509,9 @@ def build(manifest: dict) -> dict:
         )
         derive(out_dir)
         log(f"built test modules for {k['release']} in {out_dir}")
+    for role in ARM64_ROLES:
+        if role in built and "gplonly_user" in built[role]:
+            built[role]["gplonly_prop"] = derive_gplonly_prop(os.path.dirname(built[role]["hello"]))
     manifest["built"] = {
         role: os.path.join(CACHE, "build", manifest["kernels"][role]["release"]) for role in built
     }
@@ -458,6 +575,47 @@ def samples(manifest: dict) -> None:
         log(f"saved samples/kernels/{k['release']}.json.gz")
 
 
+SAMPLE_MODULES_ARM64 = ["hello", "unknown_sym", "gplonly_prop"]
+SAMPLE_KERNELS_ARM64 = ["6.1-a-arm64", "6.12-arm64"]
+
+
+def samples_arm64(manifest: dict) -> None:
+    """samples/modules/arm64/ and the arm64 profiles (a maintainer's step, committed).
+
+    Headers only: abicheck's vmlinux reader does not know the arm64 Image yet ("not a
+    kernel image"), and rules/arch/aarch64.toml has no probe flags, so the profiles hold
+    no struct layouts."""
+    sys.path.insert(0, REPO)
+    import dataclasses
+
+    from abicheck.targets import load_target
+    from abicheck.targets.profile import save_profile
+
+    out = os.path.join(REPO, "samples")
+    os.makedirs(os.path.join(out, "modules", "arm64"), exist_ok=True)
+    built = manifest["built"]["6.1-a-arm64"]
+    for name in SAMPLE_MODULES_ARM64:
+        run(
+            [
+                "aarch64-linux-gnu-objcopy",
+                "--strip-debug",
+                os.path.join(built, f"{name}.ko"),
+                os.path.join(out, "modules", "arm64", f"{name}.ko"),
+            ]
+        )
+    root = os.path.join(CACHE, "root")
+    for role in SAMPLE_KERNELS_ARM64:
+        k = manifest["kernels"][role]
+        target = load_target(k["headers"], None)
+        target = dataclasses.replace(
+            target,
+            source=target.source.replace(root, ""),
+            files=tuple(f.replace(root, "") for f in target.files),
+        )
+        save_profile(target, os.path.join(out, "kernels", f"{k['release']}.json.gz"), False)
+        log(f"saved samples/kernels/{k['release']}.json.gz")
+
+
 def main() -> None:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "all"
     if cmd == "path":
@@ -470,6 +628,9 @@ def main() -> None:
     elif cmd == "samples":
         with open(os.path.join(CACHE, "manifest.json")) as f:
             samples(json.load(f))
+    elif cmd == "samples-arm64":
+        with open(os.path.join(CACHE, "manifest.json")) as f:
+            samples_arm64(json.load(f))
     elif cmd == "all":
         build(fetch())
     else:

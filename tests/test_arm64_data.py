@@ -1,0 +1,139 @@
+"""The arm64 test data is what it claims (issue 13): Debian's arm64 kernels and modules
+cross-built against them, and the referee that boots them under qemu-system-aarch64.
+
+The modules are compared with the real tools (readelf, modinfo), not with abicheck.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, sample
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import qemu_harness as qh
+import testdata as td
+
+ARM64_ROLES = td.ARM64_ROLES
+BUILT = [(name, role) for name, roles, _extra in td.BUILDS_ARM64 for role in roles]
+EM_AARCH64 = "AArch64"
+
+
+def readelf_machine(path: str) -> str:
+    out = subprocess.run(["readelf", "-h", path], capture_output=True, text=True, check=True)
+    return next(ln.split(":", 1)[1].strip() for ln in out.stdout.splitlines() if "Machine:" in ln)
+
+
+def modinfo_field(path: str, field: str) -> str:
+    out = subprocess.run(
+        ["modinfo", "-F", field, path], capture_output=True, text=True, check=True
+    ).stdout
+    return out.strip()
+
+
+def arm64_kernel(testdata: dict, role: str) -> dict:
+    kernel = testdata["kernels"].get(role)
+    if kernel is None:
+        pytest.skip(f"{role} not fetched: run `python tools/testdata.py all`")
+    return kernel
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(sample("modules", "arm64", "*.ko"))))
+def test_committed_samples_are_aarch64(path):
+    assert readelf_machine(path) == EM_AARCH64
+
+
+def test_committed_arm64_profiles_name_the_architecture():
+    from abicheck.targets import load_target
+
+    for release in ("6.1.0-47-arm64", "6.12.107+deb12-arm64"):
+        target = load_target(sample("kernels", f"{release}.json.gz"))
+        assert (target.release, target.arch) == (release, "aarch64")
+
+
+@pytest.mark.parametrize(("name", "role"), BUILT, ids=[f"{r}:{n}" for n, r in BUILT])
+def test_built_modules_are_aarch64_with_arm64_vermagic(testdata, name, role):
+    kernel = arm64_kernel(testdata, role)
+    path = os.path.join(testdata["built"][role], f"{name}.ko")
+    assert readelf_machine(path) == EM_AARCH64
+    # what scripts/mod/modpost writes from the arm64 headers' asm/vermagic.h
+    assert modinfo_field(path, "vermagic").split() == [
+        kernel["release"],
+        "SMP",
+        "mod_unload",
+        "modversions",
+        "aarch64",
+    ]
+
+
+def test_drift_struct_keeps_its_dwarf(testdata):
+    path = os.path.join(testdata["built"]["6.1-a-arm64"], "drift_struct.ko")
+    out = subprocess.run(["readelf", "-S", "-W", path], capture_output=True, text=True).stdout
+    assert ".debug_info" in out
+
+
+@pytest.mark.parametrize("role", ARM64_ROLES)
+def test_headers_config_is_arm64(testdata, role):
+    kernel = arm64_kernel(testdata, role)
+    with open(os.path.join(kernel["headers"], ".config")) as f:
+        config = dict(ln.rstrip("\n").partition("=")[::2] for ln in f if "=" in ln)
+    assert config["CONFIG_ARM64"] == "y"
+    assert config["CONFIG_DEBUG_INFO_BTF"] == "y"
+    # the scripts symlink resolves to the host (amd64) linux-kbuild's tools
+    modpost = os.path.join(kernel["headers"], "scripts", "mod", "modpost")
+    assert (
+        "x86-64" in subprocess.run(["file", "-L", modpost], capture_output=True, text=True).stdout
+    )
+
+
+@pytest.mark.parametrize("role", ARM64_ROLES)
+def test_image_is_arm64_with_btf(testdata, role):
+    kernel = arm64_kernel(testdata, role)
+    with open(kernel["image"], "rb") as f:
+        data = f.read()
+    # arch/arm64/include/asm/image.h: "ARM\x64" at offset 56
+    assert data[56:60] == b"ARM\x64"
+    # the .BTF section's struct btf_header: magic 0xeB9F, version 1, flags 0, hdr_len 24
+    at = data.find(b"\x9f\xeb\x01\x00\x18\x00\x00\x00")
+    assert at > 0
+    str_off, str_len = (int.from_bytes(data[at + o : at + o + 4], "little") for o in (16, 20))
+    strings = data[at + 24 + str_off : at + 24 + str_off + str_len]
+    assert b"\0task_struct\0" in strings and b"\0module\0" in strings
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_referee_boots_arm64_and_loads_hello(testdata, tmp_path):
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu referee needs qemu-system-aarch64 (apt-get install qemu-system-arm)")
+    kernel = arm64_kernel(testdata, "6.1-a-arm64")
+    built = testdata["built"]
+    cases = [
+        qh.Case("hello", [os.path.join(built["6.1-a-arm64"], "hello.ko")]),
+        qh.Case("unknown_sym", [os.path.join(built["6.1-a-arm64"], "unknown_sym.ko")]),
+    ]
+    if "6.1-a" in built:
+        cases.append(qh.Case("hello@amd64", [os.path.join(built["6.1-a"], "hello.ko")]))
+    doc = qh.run_cases(
+        kernel["image"],
+        cases,
+        log_path=str(tmp_path / "serial.log"),
+        arch="arm64",
+        userland=testdata["userland"]["arm64"],
+    )
+    assert doc["release"] == "6.1.0-47-arm64"
+    hello, unknown = doc["results"][0], doc["results"][1]
+    # out-of-tree and unsigned (CONFIG_MODULE_SIG=y, not enforced)
+    assert hello["loaded"] and hello["module_taint"] == "OE"
+    assert "hello: loading out-of-tree module taints kernel." in hello["dmesg"]
+    assert not unknown["loaded"] and unknown["errno"] == ["ENOENT", "ESRCH"]
+    assert "unknown_sym: Unknown symbol abicheck_no_such_export (err -2)" in unknown["dmesg"]
+    if len(doc["results"]) > 2:
+        amd64 = doc["results"][2]
+        assert not amd64["loaded"] and amd64["errno"] == ["ENOEXEC"]
+        assert "Invalid architecture in ELF header: 62" in amd64["dmesg"]
