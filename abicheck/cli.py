@@ -621,3 +621,4 @@ def upgrade(
 from abicheck.cli_config import config  # noqa: E402  (registered last: its own module)
 
 main.add_command(config)
+__import__("abicheck.cli_prove").cli_prove.register(main)

@@ -606,6 +606,7 @@ INSMOD_ERRORS = {
     "No such file or directory": ["ENOENT"],
     "Cannot allocate memory": ["ENOMEM"],
     "Text file busy": ["ETXTBSY"],
+    "No such device": ["ENODEV"],
 }
 
 
