@@ -201,6 +201,7 @@ BUILDS = [
     ("mcmodel_small", ["6.1-a"], {"KBUILD_MODPOST_WARN": "1"}),
     ("dup_export", ["6.1-a"], {}),
     ("ctor_mod", ["6.1-a"], {}),
+    ("init_enodev", ["6.1-a"], {}),
 ]
 
 

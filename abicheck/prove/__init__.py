@@ -27,6 +27,9 @@ from abicheck.prove import vm
 OOPS = re.compile(r"(Oops:|BUG:|Kernel panic|general protection fault|Call Trace:|RIP: )")
 
 
+KVM_FIRST_BOOT = 30.0
+
+
 class ProveError(AbicheckError):
     """The VM cannot be made or started: a missing host tool, an unbootable image."""
 
@@ -166,20 +169,42 @@ def prove(request: ProveRequest) -> ProveRun:
     image = bootable_image(request.image)
     predicted = predict(request)
     accel = request.accel
+    fallback = accel == "auto"
     if accel == "auto":
-        accel = "kvm" if vm.kvm_usable() else "tcg"
+        accel = "kvm" if vm.kvm_usable() and _kvm_starts() else "tcg"
     run = ProveRun(request.target.release, image, loader=vm.kmod_version())
     loads: dict[str, Load] = {}
     remaining = list(request.modules)
     with tempfile.TemporaryDirectory(prefix="abicheck-prove-") as tmp:
         cache = request.cache_dir or tmp
         while remaining:
-            done = _one_boot(request, image, accel, cache, remaining, run, loads, tmp)
+            try:
+                done = _one_boot(request, image, accel, cache, remaining, run, loads)
+            except ProveError:
+                # KVM that opens but does not run a guest (nested virtualisation): the
+                # first boot, bounded short, falls back to emulation once
+                if not (fallback and accel == "kvm"):
+                    raise
+                accel = "tcg"
+                continue
             remaining = remaining[done:]
     for path, result in zip(request.modules, predicted, strict=True):
         load = loads[path]
         run.proofs.append(Proof(result, load, tuple(disagreements(load, result))))
     return run
+
+
+def _kvm_starts() -> bool:
+    """Whether qemu can start a KVM guest here (nested virtualisation may refuse)."""
+    import subprocess
+
+    command = [vm.QEMU, "-accel", "kvm", "-nodefaults", "-display", "none", "-S"]
+    command += ["-no-user-config", "-monitor", "none", "-serial", "none"]
+    try:
+        proc = subprocess.run(command, capture_output=True, timeout=2)
+    except subprocess.TimeoutExpired:
+        return True  # still running, stopped at the first instruction: it started
+    return proc.returncode == 0
 
 
 def _args(request: ProveRequest, path: str) -> list[str]:
@@ -195,7 +220,6 @@ def _one_boot(
     modules: list[str],
     run: ProveRun,
     loads: dict[str, Load],
-    tmp: str,
 ) -> int:
     """Boot once for ``modules``; record their loads; return how many were settled."""
     deps = vm.intree_deps(modules, request.modules_dir) if request.modules_dir else []
@@ -206,7 +230,12 @@ def _one_boot(
     initramfs = vm.build_initramfs([case], cache, console_level=5)
     command = vm.qemu_command(image, initramfs, accel=accel, extra_append="initcall_debug")
     index = len(run.boots)
-    text, seconds, failure = vm.boot_raw(command, request.timeout)
+    # under KVM a healthy boot takes seconds: a first one that does not come back in
+    # KVM_FIRST_BOOT is KVM failing, retried under TCG by the caller
+    timeout = request.timeout
+    if accel == "kvm" and request.accel == "auto" and not run.boots:
+        timeout = min(timeout, KVM_FIRST_BOOT)
+    text, seconds, failure = vm.boot_raw(command, timeout)
     tail = "\n".join(text.splitlines()[-40:]) if failure else ""
     run.boots.append(Boot(round(seconds, 1), accel, failure, tail))
     records = vm.with_taint_delta(vm.parse_serial(text, [case]))
@@ -222,7 +251,9 @@ def _one_boot(
             break
     if settled == 0:
         # the kernel never reached the first load: it does not boot here
-        why = failure or "no load was recorded"
+        why = (failure or "no load was recorded").strip().splitlines()[0]
+        if vm.BEGIN not in text and index == 0:
+            raise ProveError(f"{image}: the kernel did not boot under {accel}: {why}")
         for m in modules:
             loads[m] = _not_run(m, index, f"the kernel did not boot: {why}\n{tail}")
         return len(modules)

@@ -416,7 +416,6 @@ def qemu_command(
         QEMU,
         "-accel",
         accel,
-        *(["-cpu", "host"] if accel == "kvm" else []),
         "-m",
         memory,
         "-smp",
@@ -552,8 +551,8 @@ def new_record(
 
 
 # initcall_debug's lines around a module's init (init/main.c, printed at KERN_DEBUG)
-CALLING = re.compile(r"^calling  (\S+) @ \d+$")
-RETURNED = re.compile(r"^initcall (\S+) returned (-?\d+) after ")
+CALLING = re.compile(r"^calling  (.+?) @ \d+$")
+RETURNED = re.compile(r"^initcall (.+?) returned (-?\d+) after ")
 
 
 def add_field(rec: dict[str, Any], key: str, value: str) -> None:
