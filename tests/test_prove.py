@@ -19,7 +19,9 @@ from abicheck.prove import vm
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 NO_KPROBES = "6.1-a-no-kprobes"
-RELOCATION = "x86/modules: Skipping invalid relocation target, existing value is nonzero for type 1"
+RELOCATION = (
+    "module: x86/modules: Skipping invalid relocation target, existing value is nonzero for type 1"
+)
 
 
 def _need_tools() -> None:
