@@ -624,3 +624,6 @@ main.add_command(config)
 from abicheck.cli_kernel import register as register_kernel  # noqa: E402
 
 register_kernel(main)
+from abicheck.cli_prove import register as register_prove  # noqa: E402
+
+register_prove(main)

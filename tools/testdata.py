@@ -291,6 +291,7 @@ BUILDS = [
     ("mcmodel_small", ["6.1-a"], {"KBUILD_MODPOST_WARN": "1"}),
     ("dup_export", ["6.1-a"], {}),
     ("ctor_mod", ["6.1-a"], {}),
+    ("init_enodev", ["6.1-a"], {}),
 ]
 
 ARM64_ROLES = ["6.1-a-arm64", "6.1-b-arm64", "6.12-arm64"]

@@ -1,0 +1,342 @@
+"""Prove a prediction: boot the target kernel in a throwaway VM, load the modules as
+insmod/modprobe would, and set what the kernel really did beside abicheck's verdict.
+
+    >>> from abicheck.prove import ProveRequest, prove
+    >>> run = prove(ProveRequest(["hello.ko"], target, image="/boot/vmlinuz-R"))
+    >>> run.proofs[0].agrees
+
+One boot serves every module of the request; a load that oopses or hangs ends that boot
+and the modules after it are loaded in a fresh one. The modules only ever run inside the
+VM: the host reads their .modinfo, nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from abicheck.context import Assumptions
+from abicheck.errors import AbicheckError, ModuleReadError, TargetError
+from abicheck.model import KernelTarget, Result, Verdict
+from abicheck.prove import vm
+
+# a kernel line that means the kernel itself went wrong, not the module's load
+OOPS = re.compile(r"(Oops:|BUG:|Kernel panic|general protection fault|Call Trace:|RIP: )")
+
+
+KVM_FIRST_BOOT = 30.0
+
+
+class ProveError(AbicheckError):
+    """The VM cannot be made or started: a missing host tool, an unbootable image."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class ProveRequest:
+    modules: Sequence[str]
+    target: KernelTarget
+    image: str  # the bootable kernel image (bzImage)
+    modules_dir: str | None = None  # in-tree dependencies, as modprobe finds them
+    params: Sequence[tuple[str, str, str | None]] = ()  # (module or "", name, value)
+    force: bool = False  # insmod -f
+    timeout: float = 120.0  # per boot, seconds
+    accel: str = "auto"  # "kvm", "tcg", or "auto": kvm when /dev/kvm is usable
+    cache_dir: str | None = None  # initramfs images; a temporary dir when None
+
+
+@dataclass(frozen=True)
+class Load:
+    """What the kernel did with one insmod."""
+
+    module: str
+    name: str
+    kind: str  # "module", or "dep" (an in-tree dependency loaded first, as modprobe does)
+    outcome: str  # "loaded", "refused", "oops", "hang", "not-run"
+    rc: int | None  # insmod's exit code
+    errno: tuple[str, ...]  # the errno names insmod's message stands for
+    kernel_lines: tuple[str, ...]  # every line the kernel logged during the load
+    insmod_stderr: str
+    tainted_before: int | None
+    tainted_after: int | None
+    taints_set: str  # the taint letters this load added to the kernel's mask
+    module_taint: str | None  # /sys/module/NAME/taint
+    init_ran: bool | None  # the kernel called the module's init (initcall_debug)
+    init_returned: int | None
+    initstate: str | None  # /sys/module/NAME/initstate after the load
+    rmmod_rc: int | None
+    rmmod_stderr: str
+    boot: int  # which boot of the run (0, 1, ...)
+
+    @property
+    def kernel_verdict(self) -> str:
+        if self.outcome != "loaded":
+            return self.outcome if self.outcome != "refused" else "refused"
+        return "loads-tainted" if self.module_taint else "loads"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["errno"] = list(self.errno)
+        out["kernel_lines"] = list(self.kernel_lines)
+        out["verdict"] = self.kernel_verdict
+        return out
+
+
+@dataclass(frozen=True)
+class Proof:
+    predicted: Result
+    proved: Load
+    disagreements: tuple[str, ...]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.disagreements
+
+
+@dataclass(frozen=True)
+class Boot:
+    seconds: float
+    accel: str
+    failure: str | None  # why the guest did not finish its /init (a hang, a panic)
+    serial_tail: str  # the serial console's last lines when it failed
+
+
+@dataclass
+class ProveRun:
+    release: str
+    image: str
+    proofs: list[Proof] = field(default_factory=list)
+    deps: list[Load] = field(default_factory=list)
+    boots: list[Boot] = field(default_factory=list)
+    loader: str = ""
+
+    @property
+    def agrees(self) -> bool:
+        return all(p.agrees for p in self.proofs)
+
+
+def check_tools() -> None:
+    missing = vm.missing_tools()
+    if missing:
+        tool = missing[0]
+        raise ProveError(
+            f"{tool} not found: install the Debian package {vm.PACKAGES.get(tool, tool)}"
+        )
+
+
+def bootable_image(path: str) -> str:
+    """``path`` when it is a kernel qemu can boot; a ProveError saying why not."""
+    from abicheck.targets.layouts import identify_image
+
+    try:
+        kind = identify_image(path).kind
+    except TargetError as e:
+        raise ProveError(str(e)) from None
+    if kind in ("btf-vmlinux", "btf-raw"):
+        raise ProveError(
+            f"{path} holds only BTF ({kind}) and cannot boot: give the bootable image "
+            "(/boot/vmlinuz-RELEASE) with --image"
+        )
+    if kind != "bzImage":
+        raise ProveError(
+            f"{path} is an ELF vmlinux, which qemu -kernel cannot boot: give the bootable "
+            "image (/boot/vmlinuz-RELEASE) with --image"
+        )
+    return path
+
+
+def predict(request: ProveRequest) -> list[Result]:
+    """abicheck's own verdicts for the modules, in-process, against the same target."""
+    from abicheck.readers.compressed import DEFAULT_LIMIT
+    from abicheck.runner import run_checks
+
+    assumptions = Assumptions(params=tuple(request.params))
+    paths: list[str | ModuleReadError] = list(request.modules)
+    return run_checks(paths, [request.target], assumptions, DEFAULT_LIMIT, jobs=1).results
+
+
+def prove(request: ProveRequest) -> ProveRun:
+    check_tools()
+    image = bootable_image(request.image)
+    predicted = predict(request)
+    accel = request.accel
+    fallback = accel == "auto"
+    if accel == "auto":
+        accel = "kvm" if vm.kvm_usable() and _kvm_starts() else "tcg"
+    run = ProveRun(request.target.release, image, loader=vm.kmod_version())
+    loads: dict[str, Load] = {}
+    remaining = list(request.modules)
+    with tempfile.TemporaryDirectory(prefix="abicheck-prove-") as tmp:
+        cache = request.cache_dir or tmp
+        while remaining:
+            try:
+                done = _one_boot(request, image, accel, cache, remaining, run, loads)
+            except ProveError:
+                # KVM that opens but does not run a guest (nested virtualisation): the
+                # first boot, bounded short, falls back to emulation once
+                if not (fallback and accel == "kvm"):
+                    raise
+                accel = "tcg"
+                continue
+            remaining = remaining[done:]
+    for path, result in zip(request.modules, predicted, strict=True):
+        load = loads[path]
+        run.proofs.append(Proof(result, load, tuple(disagreements(load, result))))
+    return run
+
+
+def _kvm_starts() -> bool:
+    """Whether qemu can start a KVM guest here (nested virtualisation may refuse)."""
+    import subprocess
+
+    command = [vm.QEMU, "-accel", "kvm", "-nodefaults", "-display", "none", "-S"]
+    command += ["-no-user-config", "-monitor", "none", "-serial", "none"]
+    try:
+        proc = subprocess.run(command, capture_output=True, timeout=2)
+    except subprocess.TimeoutExpired:
+        return True  # still running, stopped at the first instruction: it started
+    return proc.returncode == 0
+
+
+def _args(request: ProveRequest, path: str) -> list[str]:
+    name = vm.module_name(path)
+    return [n if v is None else f"{n}={v}" for m, n, v in request.params if m in ("", name)]
+
+
+def _one_boot(
+    request: ProveRequest,
+    image: str,
+    accel: str,
+    cache: str,
+    modules: list[str],
+    run: ProveRun,
+    loads: dict[str, Load],
+) -> int:
+    """Boot once for ``modules``; record their loads; return how many were settled."""
+    deps = vm.intree_deps(modules, request.modules_dir) if request.modules_dir else []
+    case = vm.Case(
+        "prove", list(modules), deps, {m: _args(request, m) for m in modules}, request.force
+    )
+    # warnings and worse on the console: an oops or a panic reaches the host
+    initramfs = vm.build_initramfs([case], cache, console_level=5)
+    command = vm.qemu_command(image, initramfs, accel=accel, extra_append="initcall_debug")
+    index = len(run.boots)
+    # under KVM a healthy boot takes seconds: a first one that does not come back in
+    # KVM_FIRST_BOOT is KVM failing, retried under TCG by the caller
+    timeout = request.timeout
+    if accel == "kvm" and request.accel == "auto" and not run.boots:
+        timeout = min(timeout, KVM_FIRST_BOOT)
+    text, seconds, failure = vm.boot_raw(command, timeout)
+    tail = "\n".join(text.splitlines()[-40:]) if failure else ""
+    run.boots.append(Boot(round(seconds, 1), accel, failure, tail))
+    records = vm.with_taint_delta(vm.parse_serial(text, [case]))
+    settled = 0
+    for rec in records:
+        load = _load(rec, index, text, failure)
+        if rec["kind"] == "dep":
+            run.deps.append(load)
+            continue
+        loads[rec["module"]] = load
+        settled += 1
+        if load.outcome in ("oops", "hang"):
+            break
+    if settled == 0:
+        # the kernel never reached the first load: it does not boot here
+        why = (failure or "no load was recorded").strip().splitlines()[0]
+        if vm.BEGIN not in text and index == 0:
+            raise ProveError(f"{image}: the kernel did not boot under {accel}: {why}")
+        for m in modules:
+            loads[m] = _not_run(m, index, f"the kernel did not boot: {why}\n{tail}")
+        return len(modules)
+    return settled
+
+
+def _load(rec: dict[str, Any], boot: int, serial: str, failure: str | None) -> Load:
+    lines = list(rec["dmesg"])
+    if not rec["complete"]:
+        # the guest never came back from this insmod: the console holds what it said
+        after = serial.split(rec["guest_path"], 1)[-1]
+        lines = [vm.dmesg_line(ln) for ln in after.splitlines() if ln and not ln.startswith(vm.TAG)]
+    oops = rec["oops"] or any(OOPS.search(ln) for ln in lines)
+    if not rec["complete"]:
+        outcome = "oops" if oops else "hang"
+    elif oops:
+        outcome = "oops"
+    else:
+        outcome = "loaded" if rec["loaded"] else "refused"
+    name = rec["name"]
+    rmmod = next((r for r in rec.get("rmmod", []) if r["module"] == name), None)
+    return Load(
+        module=rec["module"],
+        name=name,
+        kind=rec["kind"],
+        outcome=outcome,
+        rc=rec["rc"],
+        errno=tuple(rec["errno"]),
+        kernel_lines=tuple(lines),
+        insmod_stderr=rec["insmod_stderr"],
+        tainted_before=rec["tainted_before"],
+        tainted_after=rec["tainted_after"],
+        taints_set=rec.get("taint_delta", ""),
+        module_taint=rec["module_taint"],
+        init_ran=rec["init_called"] is not None,
+        init_returned=rec["init_returned"],
+        initstate=rec["initstate"].get(name),
+        rmmod_rc=rmmod["rc"] if rmmod else None,
+        rmmod_stderr=rmmod["stderr"] if rmmod else "",
+        boot=boot,
+    )
+
+
+def _not_run(module: str, boot: int, why: str) -> Load:
+    return Load(
+        module, vm.module_name(module), "module", "not-run", None, (), tuple(why.splitlines()),
+        "", None, None, "", None, None, None, None, None, "", boot,
+    )  # fmt: skip
+
+
+def logged(line: str, kernel_lines: Sequence[str]) -> bool:
+    """Whether the kernel logged ``line``, raw or as util-linux dmesg escapes it; a
+    predicted line may stop where the kernel goes on with per-boot values."""
+    lines = [*kernel_lines, *(vm.escape_nonprintable(ln) for ln in kernel_lines)]
+    return any(ln == line or ln.startswith(line + ",") for ln in lines)
+
+
+def disagreements(load: Load, result: Result) -> list[str]:
+    """Where the kernel and abicheck's prediction part, one sentence each."""
+    if result.verdict == Verdict.UNREADABLE:
+        return [f"abicheck could not read the module; the kernel: {load.kernel_verdict}"]
+    if load.outcome in ("oops", "hang", "not-run"):
+        return [f"abicheck predicts {result.verdict}, the kernel: {load.outcome}"]
+    refusal = next((f for f in result.findings if f.effect == "refuse"), None)
+    predicted_refused = result.verdict == Verdict.REFUSED
+    loaded = load.outcome == "loaded"
+    if predicted_refused == loaded:
+        said = f" ({refusal.rule}: {refusal.kernel_says!r})" if refusal else ""
+        return [f"abicheck predicts {result.verdict}{said}, the kernel {load.outcome} it"]
+    out = []
+    if not loaded and refusal is not None:
+        says = (refusal.kernel_says or "").splitlines()
+        if says and not logged(says[0], load.kernel_lines):
+            out.append(f"{refusal.rule} predicts the line {says[0]!r}; the kernel did not log it")
+        if refusal.errno and load.errno and refusal.errno not in load.errno:
+            out.append(
+                f"{refusal.rule} predicts {refusal.errno}, insmod says {'/'.join(load.errno)}"
+            )
+    if loaded:
+        predicted = {t.letter for t in result.taints}
+        if predicted != set(load.module_taint or ""):
+            out.append(
+                f"abicheck predicts taints {''.join(sorted(predicted)) or 'none'}, "
+                f"/sys/module/{load.name}/taint is {load.module_taint or 'empty'}"
+            )
+    return out
