@@ -827,6 +827,24 @@ def btf_from_file(path: str, base: Btf | None = None) -> Btf:
             return btf_from_elf_bytes(extract_vmlinux(data), base, path)
         except VmlinuzError as e:
             raise BtfError(f"{path}: {e}") from None
+    if head[:2] == b"MZ" or head[0x38:0x3C] == b"ARM\x64" or head[:3] == b"\x1f\x8b\x08":
+        # arm64: a raw Image (Debian), an EFI zboot image, or an Image.gz
+        from abicheck.readers.vmlinuz import arm64_image, btf_in_image
+
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            image = arm64_image(data)
+        except VmlinuzError as e:
+            raise BtfError(f"{path}: {e}") from None
+        if image is not None:
+            blob = btf_in_image(image)
+            if blob is None:
+                raise BtfError(f"{path}: an arm64 Image without BTF (CONFIG_DEBUG_INFO_BTF)")
+            try:
+                return Btf.from_bytes(blob, base)
+            except BtfError as e:
+                raise BtfError(f"{path}: {e}") from None
     if sniff(head) is not None:
         try:
             raw = read_module_bytes(path)

@@ -166,3 +166,96 @@ def _decompress(kind: str, src: memoryview, limit: int, partial: bool) -> bytes:
     if too_big:
         raise _TooBig
     raise _Corrupt(problem or f"corrupt {kind} data")
+
+
+# -- arm64: the raw Image, Image.gz, and the EFI zboot image ---------------------------------
+
+# arch/arm64/include/asm/image.h: struct arm64_image_header, magic "ARM\x64" at 0x38.
+ARM64_MAGIC_AT = 0x38
+ARM64_MAGIC = b"ARM\x64"
+# drivers/firmware/efi/libstub/zboot-header.S: "MZ", 2 bytes, "zimg", then le32 payload
+# offset and size, 8 reserved bytes, and the compression's name (NUL-terminated) at 0x18.
+_ZBOOT_TYPE_AT = 4
+_ZBOOT_COMP_AT = 0x18
+_ZBOOT_NAMES = {
+    "gzip": "gzip",
+    "lzma": "lzma",
+    "xz": "xz",
+    "lz4": "lz4",
+    "lzo": "lzo",
+    "zstd": "zstd",
+    "bzip2": "bzip2",
+}
+
+
+def is_arm64_image(data: bytes | memoryview) -> bool:
+    return bytes(data[ARM64_MAGIC_AT : ARM64_MAGIC_AT + 4]) == ARM64_MAGIC
+
+
+def arm64_image(data: bytes, limit: int = DEFAULT_LIMIT) -> bytes | None:
+    """The raw arm64 Image in ``data``: the file itself (Debian's vmlinuz), a gzip'ed
+    Image (Image.gz), or the payload of an EFI zboot image (CONFIG_EFI_ZBOOT); None when
+    ``data`` is none of these."""
+    if is_arm64_image(data):
+        return data
+    if data[:2] == b"MZ" and data[_ZBOOT_TYPE_AT : _ZBOOT_TYPE_AT + 4] == b"zimg":
+        offset, size = struct.unpack_from("<II", data, 8)
+        name = (
+            data[_ZBOOT_COMP_AT : _ZBOOT_COMP_AT + 16].split(b"\0", 1)[0].decode("ascii", "replace")
+        )
+        kind = _ZBOOT_NAMES.get(name)
+        if kind is None:
+            raise VmlinuzError(
+                f"EFI zboot image compressed with {name!r}, which abicheck cannot read"
+            )
+        if offset + size > len(data):
+            raise VmlinuzError("EFI zboot payload runs past the end of the file: truncated")
+        image = _arm64_payload(kind, memoryview(data)[offset : offset + size], limit)
+    elif data[:3] == b"\x1f\x8b\x08":
+        image = _arm64_payload("gzip", memoryview(data), limit)
+    else:
+        return None
+    if not is_arm64_image(image):
+        raise VmlinuzError("the compressed payload is not an arm64 Image (no ARM\\x64 magic)")
+    return image
+
+
+def _arm64_payload(kind: str, src: memoryview, limit: int) -> bytes:
+    try:
+        return _decompress(kind, src, limit, partial=False)
+    except _TooBig:
+        raise VmlinuzError(
+            f"the {kind} payload expands beyond {limit >> 20} MiB (a compression bomb?)"
+        ) from None
+    except _Corrupt as e:
+        raise VmlinuzError(f"the {kind} payload: {e}") from None
+
+
+# The BTF header (include/uapi/linux/btf.h): magic 0xeB9F, version 1, flags, hdr_len 24,
+# then type_off, type_len, str_off, str_len.
+_BTF_HEAD = struct.Struct("<HBBIIIII")
+
+
+def btf_in_image(image: bytes) -> bytes | None:
+    """The kernel's ``.BTF`` inside a raw Image, which has no section table: the first
+    BTF header whose lengths fit the file and whose string table starts with NUL and
+    names ``module``. The kernel's own BTF is the only blob in an Image of that shape."""
+    at = image.find(b"\x9f\xeb\x01\x00")
+    while at >= 0:
+        if at + _BTF_HEAD.size <= len(image):
+            _m, _v, _f, hdr_len, type_off, type_len, str_off, str_len = _BTF_HEAD.unpack_from(
+                image, at
+            )
+            end = at + hdr_len + max(type_off + type_len, str_off + str_len)
+            strings = at + hdr_len + str_off
+            if (
+                hdr_len == 24
+                and type_off + type_len <= str_off
+                and end <= len(image)
+                and str_len > 0
+                and image[strings] == 0
+                and image.find(b"\0module\0", strings, strings + str_len) >= 0
+            ):
+                return image[at:end]
+        at = image.find(b"\x9f\xeb\x01\x00", at + 1)
+    return None

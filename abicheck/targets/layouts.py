@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Member, StructLayout
@@ -207,7 +208,6 @@ def is_dwarf_only(path: str) -> bool:
             head = f.read(4)
             if head != b"\x7fELF":
                 return False
-            import mmap
 
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
                 names = {s.name for s in ElfImage(buf, len(buf)).sections}
@@ -250,6 +250,8 @@ def identify_image(path: str) -> ImageIdentity:
                 if found is None:
                     return ImageIdentity("bzImage", None, None)
                 return ImageIdentity("bzImage", _text(found.group(1)), _text(found.group(3)))
+            if head[0x38:0x3C] == b"ARM\x64" or head[:2] == b"MZ" or head[:2] == b"\x1f\x8b":
+                return _arm64_identity(path, f)
             if head[:4] != b"\x7fELF":
                 raise TargetError(path, "not a kernel image (no ELF, bzImage or BTF magic)")
             if len(head) < 18 or head[16:18] not in (b"\x02\x00", b"\x00\x02", b"\x03\x00"):
@@ -259,11 +261,8 @@ def identify_image(path: str) -> ImageIdentity:
                         path, "a relocatable object (a kernel module?), not a kernel image"
                     )
                 raise TargetError(path, "an ELF file that is not a kernel image")
-            import mmap
-
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                at = data.find(b"Linux version ")
-                found = _BANNER.match(data, at) if at >= 0 else None
+                found = _banner(data)
                 if found is not None:
                     return ImageIdentity("vmlinux", _text(found.group(1)), _text(found.group(3)))
                 has_btf = data.find(b".BTF\0") >= 0
@@ -272,6 +271,40 @@ def identify_image(path: str) -> ImageIdentity:
     except (ValueError, struct.error):
         raise TargetError(path, "not a kernel image (too short)") from None
     return ImageIdentity("btf-vmlinux" if has_btf else "vmlinux", None, None)
+
+
+def _arm64_identity(path: str, f: BinaryIO) -> ImageIdentity:
+    """An arm64 Image (raw, gzip'ed or EFI zboot): its banner sits in the Image's data."""
+    from abicheck.readers.vmlinuz import VmlinuzError, arm64_image
+
+    f.seek(0)
+    try:
+        image = arm64_image(f.read())
+    except VmlinuzError as e:
+        raise TargetError(path, str(e)) from None
+    if image is None:
+        raise TargetError(path, "not a kernel image (no ELF, bzImage, arm64 Image or BTF magic)")
+    found = _banner(image)
+    if found is None:
+        return ImageIdentity("Image", None, None)
+    return ImageIdentity("Image", _text(found.group(1)), _text(found.group(3)))
+
+
+def _banner(data: bytes | mmap.mmap) -> re.Match[bytes] | None:
+    """linux_banner. An image may hold a second copy whose build number is blank
+    ("# SMP ..."): the first one with "#<digits>" wins, else the first one."""
+    first = None
+    at = data.find(b"Linux version ")
+    for _ in range(8):
+        if at < 0:
+            break
+        found = _BANNER.match(data, at)
+        if found is not None:
+            if re.match(rb"#\d", found.group(3)):
+                return found
+            first = first or found
+        at = data.find(b"Linux version ", at + 1)
+    return first
 
 
 def _text(raw: bytes) -> str:
