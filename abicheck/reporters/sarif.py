@@ -49,8 +49,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from abicheck import __version__, ruledata
@@ -62,6 +63,7 @@ from abicheck.fingerprint import (  # noqa: F401  (re-exported)
     project_path,
 )
 from abicheck.model import Finding, KernelTarget, Result, Severity
+from abicheck.reporters.base import Output, Report
 from abicheck.reporters.escape import json_text, message_line
 from abicheck.ruledoc import rule_as_text
 
@@ -501,7 +503,6 @@ def report(
     category: str = "abicheck",
     notes: bool | None = None,
     fail_on: Severity | str | None = None,
-    **_: object,
 ) -> str:
     """One SARIF log with a run per target (standard output; colour is ignored).
 
@@ -532,7 +533,6 @@ def report_files(
     category: str = "abicheck",
     notes: bool | None = None,
     fail_on: Severity | str | None = None,
-    **_: object,
 ) -> list[tuple[str, str]]:
     """:func:`documents` as (file-name suffix, text) pairs: ``""``, ``"-2"``, ``"-3"`` ...,
     for ``-o NAME.sarif`` to become ``NAME.sarif``, ``NAME-2.sarif`` ...
@@ -551,3 +551,36 @@ def report_files(
     texts = [dumps(doc) for doc in docs]
     _tell(list(zip(texts, docs, strict=True)))
     return [("" if i == 0 else f"-{i + 1}", text) for i, text in enumerate(texts)]
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class SarifOptions:
+    project_root: str | None = None
+    category: str = "abicheck"  # --sarif-category
+    notes: bool | None = None  # --sarif-notes; None: only when --fail-on info
+    fail_on: Severity | str | None = None
+    # several files when the runs exceed one upload (report_files), else one document
+    split: bool = False
+
+
+class SarifReporter:
+    Options: ClassVar[type[SarifOptions]] = SarifOptions
+
+    def __init__(self, options: SarifOptions = SarifOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> Output:
+        o = self.options
+        write = report_files if o.split else _report
+        return write(
+            report.results,
+            report.targets,
+            project_root=o.project_root,
+            category=o.category,
+            notes=o.notes,
+            fail_on=o.fail_on,
+        )
