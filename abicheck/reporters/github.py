@@ -39,7 +39,7 @@ from abicheck import ruledata
 from abicheck.model import Finding, KernelTarget, Result, Severity, Verdict
 from abicheck.reporters.base import Report
 from abicheck.reporters.escape import display, message_line, safe_text
-from abicheck.reporters.sarif import location, project_path
+from abicheck.reporters.locations import location, project_path
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 MAX_PER_LEVEL = 10

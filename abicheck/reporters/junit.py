@@ -31,7 +31,7 @@ from typing import ClassVar
 from abicheck.model import Finding, KernelTarget, Result, Severity, Verdict
 from abicheck.reporters.base import Report
 from abicheck.reporters.escape import display, safe_text
-from abicheck.reporters.sarif import location, project_path
+from abicheck.reporters.locations import location, project_path
 
 # XML 1.0 cannot carry most control characters, even as character references; display()
 # writes them as visible text first, this catches what it leaves (U+FFFE, U+FFFF)
