@@ -12,9 +12,7 @@ from collections.abc import Sequence
 
 from abicheck.errors import AbicheckError, ModuleReadError
 from abicheck.model import KernelTarget
-from abicheck.readers.compressed import not_regular
-
-MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+from abicheck.readers.compressed import MODULE_SUFFIXES, not_regular
 
 
 def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
