@@ -1,3 +1,3 @@
-from abicheck.cli import main
+from abicheck.app.cli import main
 
 main()

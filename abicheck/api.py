@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from abicheck.context import Assumptions
+from abicheck.inputs import expand_modules
 from abicheck.model import KernelTarget, Result
-from abicheck.readers.compressed import DEFAULT_LIMIT
 
 
 def load_target(
@@ -35,9 +35,8 @@ def check(
     assumptions: Assumptions | None = None,
     jobs: int | None = 1,
 ) -> list[Result]:
-    from abicheck.cli import expand_modules
-    from abicheck.runner import run_checks
+    from abicheck.runner import RunOptions, run_checks
 
     loaded = [t if isinstance(t, KernelTarget) else load_target(t) for t in targets]
     paths = expand_modules(list(modules))
-    return run_checks(paths, loaded, assumptions or Assumptions(), DEFAULT_LIMIT, jobs=jobs).results
+    return run_checks(paths, loaded, RunOptions(assumptions or Assumptions(), jobs=jobs)).results

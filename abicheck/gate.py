@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from abicheck.errors import AbicheckError
+from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError
 from abicheck.fingerprint import project_path
 from abicheck.model import Finding, Result
 from abicheck.settings import Settings, fails, module_ignores, rule_filter
@@ -74,10 +74,11 @@ def apply(
 
 def exit_code(results: Sequence[Result], fail_on: str, exit_zero: bool, usage_error: bool) -> int:
     if usage_error:
-        return 2
+        return EXIT_USAGE
     if exit_zero:
-        return 0
-    return 1 if any(fails(f.severity, fail_on) for r in results for f in r.findings) else 0
+        return EXIT_OK
+    failing = any(fails(f.severity, fail_on) for r in results for f in r.findings)
+    return EXIT_FINDINGS if failing else EXIT_OK
 
 
 def require_layouts(results: Sequence[Result]) -> list[Result]:

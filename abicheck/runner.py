@@ -20,6 +20,7 @@ from abicheck.context import Assumptions, BuildTree, RunContext, RunEntry
 from abicheck.engine import check_module, unreadable_result
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Module, Result
+from abicheck.readers.compressed import DEFAULT_LIMIT
 from abicheck.readers.module import read_module
 
 if TYPE_CHECKING:  # annotations only: multiprocessing is imported lazily, for big runs
@@ -29,6 +30,19 @@ if TYPE_CHECKING:  # annotations only: multiprocessing is imported lazily, for b
 
 # Below this many modules, forking costs more than it saves.
 PARALLEL_THRESHOLD = 48
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run reads and checks its modules, beyond the modules and targets themselves."""
+
+    assumptions: Assumptions = field(default_factory=Assumptions)
+    limit: int = DEFAULT_LIMIT  # largest decompressed module, in bytes
+    certs: list | None = None  # certificates to verify signatures against (--trusted-keys)
+    jobs: int | None = None  # worker processes; None: one per CPU
+    build_tree: BuildTree | None = None
+    # a rich progress bar on stderr, or None; owned by the face, advanced here
+    progress: Progress | None = None
 
 
 @dataclass
@@ -52,14 +66,12 @@ def _read(path: str | ModuleReadError, limit: int, certs: list | None) -> Module
 def run_checks(
     paths: Sequence[str | ModuleReadError],
     targets: Sequence[KernelTarget],
-    assumptions: Assumptions,
-    limit: int,
-    certs: list | None = None,
-    jobs: int | None = None,
-    build_tree: BuildTree | None = None,
-    progress: Progress | None = None,
+    options: RunOptions | None = None,
 ) -> RunOutput:
-    jobs = jobs or os.cpu_count() or 1
+    options = options or RunOptions()
+    assumptions, limit, certs = options.assumptions, options.limit, options.certs
+    build_tree, progress = options.build_tree, options.progress
+    jobs = options.jobs or os.cpu_count() or 1
     if jobs > 1 and len(paths) >= PARALLEL_THRESHOLD and hasattr(os, "fork"):
         with progress or _Null():
             task = (
@@ -216,9 +228,7 @@ def check_installed(
 ) -> RunOutput:
     """Modules built for one kernel, checked against another with the default
     assumptions: what `abicheck upgrade --to` and `abicheck kernel diff --modules` run."""
-    from abicheck.readers.compressed import DEFAULT_LIMIT
-
-    return run_checks(paths, targets, Assumptions(), DEFAULT_LIMIT)
+    return run_checks(paths, targets, RunOptions())
 
 
 def broken(results: Sequence[Result]) -> list[Result]:

@@ -61,7 +61,7 @@ class CliResult:
 
 def run_cli(args: Sequence[str]) -> CliResult:
     """Run abicheck in-process, as `abicheck ARGS` would."""
-    from abicheck.cli import main
+    from abicheck.app.cli import main
 
     runner = CliRunner()
     res = runner.invoke(main, list(args), catch_exceptions=False)

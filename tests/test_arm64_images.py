@@ -12,7 +12,6 @@ import gzip
 import struct
 
 import pytest
-
 from conftest import kernel
 
 from abicheck.readers.btf import BtfError, btf_from_file
@@ -70,7 +69,7 @@ def test_broken_arm64_images_are_one_clear_error(arm64, tmp_path):
     with pytest.raises(VmlinuzError, match="compressed with 'brotli'"):
         arm64_image(unknown.read_bytes())
     cut = tmp_path / "synthetic-zboot-cut.efi"
-    cut.write_bytes(_zboot(image[:1 << 20])[:5000])
+    cut.write_bytes(_zboot(image[: 1 << 20])[:5000])
     with pytest.raises(BtfError, match="runs past the end of the file: truncated"):
         btf_from_file(str(cut))
     nobtf = tmp_path / "synthetic-Image-nobtf"

@@ -25,7 +25,7 @@ from conftest import REPO, run_cli, sample, sample_kernel
 from abicheck.context import Assumptions
 from abicheck.model import Result, Severity
 from abicheck.reporters import github, junit, sarif
-from abicheck.runner import run_checks
+from abicheck.runner import RunOptions, run_checks
 from abicheck.targets import load_target
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -42,7 +42,7 @@ def real_run():
         sample("modules", f) for f in os.listdir(sample("modules")) if f.endswith(".ko")
     )
     targets = [load_target(sample_kernel(r)) for r in (K47, K56)]
-    return run_checks(modules, targets, Assumptions(), 1 << 30).results, targets
+    return run_checks(modules, targets, RunOptions(Assumptions(), 1 << 30)).results, targets
 
 
 @pytest.fixture(scope="module")

@@ -176,7 +176,7 @@ def test_rule_files_still_parse():
 
 def test_untagged_artefacts_belong_to_the_only_kernel():
     # `upgrade --vmlinux FILE` is not tagged by the group's parser: the path stays whole
-    from abicheck.cli import _per_kernel, bind_to_kernel
+    from abicheck.app.cli import _per_kernel, bind_to_kernel
 
     assert _per_kernel(["/boot/vmlinuz-R"], 1, "--vmlinux") == ["/boot/vmlinuz-R"]
     tagged = bind_to_kernel(["check", "-k", "A", "-k", "B", "--vmlinux", "C:D"])

@@ -563,7 +563,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def base_results() -> tuple[list, list]:
     """Real results: real modules checked against a committed profile."""
     from abicheck.context import Assumptions
-    from abicheck.runner import run_checks
+    from abicheck.runner import RunOptions, run_checks
     from abicheck.targets import load_target
 
     targets = [load_target(os.path.join(SAMPLES, "kernels", "6.1.0-56-amd64.json.gz"))]
@@ -571,7 +571,7 @@ def base_results() -> tuple[list, list]:
         os.path.join(SAMPLES, "modules", m)
         for m in ("hello.ko", "ns_noimport.ko", "unknown_sym.ko")
     ]
-    return run_checks(modules, targets, Assumptions(), 1 << 30).results, targets
+    return run_checks(modules, targets, RunOptions(Assumptions(), 1 << 30)).results, targets
 
 
 def hostile_results(strings: Sequence[str], results: list, targets: list) -> tuple[list, list]:
@@ -608,11 +608,11 @@ def hostile_results(strings: Sequence[str], results: list, targets: list) -> tup
 
 
 def render_all(results: Sequence, targets: Sequence) -> dict[str, str]:
-    from abicheck.reporters import FORMATS, get_reporter
+    from abicheck.reporters import FORMATS, Report, make_reporter
 
     out = {}
     for name in FORMATS:
-        text = get_reporter(name)(results, targets, False)
+        text = make_reporter(name, split=True).render(Report(results, targets))
         out[name] = "".join(t for _, t in text) if isinstance(text, list) else text
     return out
 

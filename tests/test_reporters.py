@@ -26,7 +26,7 @@ from abicheck.context import Assumptions
 from abicheck.model import Effect, Finding, Result, Severity, Verdict
 from abicheck.reporters import github, junit, sarif
 from abicheck.reporters import json as json_reporter
-from abicheck.runner import run_checks
+from abicheck.runner import RunOptions, run_checks
 from abicheck.schema import REPORT_SCHEMA, report_schema
 from abicheck.targets import load_target
 
@@ -42,7 +42,7 @@ GOLDEN_MODULES = ("hello.ko", "ns_noimport.ko", "dep_consumer.ko", "dep_provider
 def _check(modules, releases):
     targets = [load_target(sample_kernel(r)) for r in releases]
     paths = [sample("modules", m) for m in modules]
-    return run_checks(paths, targets, Assumptions(), 1 << 30).results, targets
+    return run_checks(paths, targets, RunOptions(Assumptions(), 1 << 30)).results, targets
 
 
 @pytest.fixture(scope="module")

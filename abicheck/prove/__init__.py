@@ -156,12 +156,11 @@ def bootable_image(path: str) -> str:
 
 def predict(request: ProveRequest) -> list[Result]:
     """abicheck's own verdicts for the modules, in-process, against the same target."""
-    from abicheck.readers.compressed import DEFAULT_LIMIT
-    from abicheck.runner import run_checks
+    from abicheck.runner import RunOptions, run_checks
 
-    assumptions = Assumptions(params=tuple(request.params))
+    options = RunOptions(assumptions=Assumptions(params=tuple(request.params)), jobs=1)
     paths: list[str | ModuleReadError] = list(request.modules)
-    return run_checks(paths, [request.target], assumptions, DEFAULT_LIMIT, jobs=1).results
+    return run_checks(paths, [request.target], options).results
 
 
 def prove(request: ProveRequest) -> ProveRun:

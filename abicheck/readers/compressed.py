@@ -28,6 +28,10 @@ MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
 )
 
+# The file names of kernel modules, plain or compressed (kmod's own list, as depmod
+# looks for them); the contents are still told apart by magic bytes, not by these.
+MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+
 # Per module. The largest Debian module is amdgpu.ko: 19 MiB in 6.1, 28 MiB (from a
 # 4 MiB .ko.xz) in 6.12; out-of-tree modules with debug info stay well under 100 MiB.
 # A bomb costs this much per worker (plus the decoder's window, up to 128 MiB for zstd):

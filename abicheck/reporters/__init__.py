@@ -6,32 +6,38 @@ Module and file-name text is hostile: every reporter passes it through
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
-# Called as reporter(results, targets, color, **options): each format takes its own keyword
-# options (project_root, fail_on, category, ...) and sarif's report_files returns
-# (name, text) pairs rather than one string, so one precise signature cannot cover them all.
-Reporter = Callable[..., Any]
+from abicheck.reporters.base import Output, Report, Reporter
+from abicheck.reporters.concise import ConciseReporter
+from abicheck.reporters.github import GithubReporter
+from abicheck.reporters.json import JsonReporter
+from abicheck.reporters.junit import JunitReporter
+from abicheck.reporters.sarif import SarifReporter
+from abicheck.reporters.text import TextReporter
+
+__all__ = ["FORMATS", "Output", "Report", "Reporter", "make_reporter"]
+
+# The one table of formats: --format's choices, in the order --help lists them.
+FORMATS: dict[str, type[Reporter]] = {
+    "text": TextReporter,
+    "json": JsonReporter,
+    "sarif": SarifReporter,
+    "junit": JunitReporter,
+    "github": GithubReporter,
+    "concise": ConciseReporter,
+}
 
 
-def get_reporter(name: str) -> Reporter:
-    report: Reporter  # the branches import differently typed functions
-    if name == "json":
-        from abicheck.reporters.json import report
-    elif name == "text":
-        from abicheck.reporters.text import report
-    elif name == "sarif":
-        from abicheck.reporters.sarif import report_files as report
-    elif name == "junit":
-        from abicheck.reporters.junit import report
-    elif name == "github":
-        from abicheck.reporters.github import report
-    elif name == "concise":
-        from abicheck.reporters.concise import report
-    else:
-        raise KeyError(name)
-    return report
+def make_reporter(name: str, **settings: Any) -> Reporter:
+    """The reporter of format ``name``, given those of ``settings`` its options declare.
 
-
-FORMATS = ("text", "json", "sarif", "junit", "github", "concise")
+    The caller states everything it knows once (colour, project root, fail-on ...); each
+    format takes the fields of its own options dataclass, and a None leaves that option at
+    its default. KeyError for an unknown format.
+    """
+    cls = FORMATS[name]
+    wanted = {f.name for f in fields(cls.Options)}
+    options = cls.Options(**{k: v for k, v in settings.items() if k in wanted and v is not None})
+    return cls(options)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 from abicheck.model import KernelTarget, Result, Severity
+from abicheck.reporters.base import Report
 from abicheck.reporters.escape import display, display_path, safe_text
 
 
@@ -30,7 +33,6 @@ def report(
     color: bool = False,
     *,
     quiet: bool = False,
-    **_: object,
 ) -> str:
     lines = finding_lines(results)
     if not quiet:
@@ -65,3 +67,24 @@ def statistics(results: Sequence[Result]) -> str:
             for rule, n in rows
         )
     )
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class ConciseOptions:
+    quiet: bool = False
+
+
+class ConciseReporter:
+    """``--format concise``: one line per finding, for grep and sort."""
+
+    Options: ClassVar[type[ConciseOptions]] = ConciseOptions
+
+    def __init__(self, options: ConciseOptions = ConciseOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> str:
+        return _report(report.results, report.targets, quiet=self.options.quiet)

@@ -32,11 +32,14 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 from abicheck import ruledata
 from abicheck.model import Finding, KernelTarget, Result, Severity, Verdict
+from abicheck.reporters.base import Report
 from abicheck.reporters.escape import display, message_line, safe_text
-from abicheck.reporters.sarif import location, project_path
+from abicheck.reporters.locations import location, project_path
 
 COMMAND = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
 MAX_PER_LEVEL = 10
@@ -99,7 +102,6 @@ def report(
     color: bool = False,
     *,
     project_root: str | None = None,
-    **_: object,
 ) -> str:
     """Workflow commands, the most important first (colour is ignored); appends the job
     summary to ``$GITHUB_STEP_SUMMARY`` when it is set."""
@@ -201,3 +203,22 @@ def write_summary(
     except OSError as e:
         # the annotations are still worth having: say so and go on
         print(message_line(f"abicheck: cannot write the job summary {path}: {e}"), file=sys.stderr)
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class GithubOptions:
+    project_root: str | None = None
+
+
+class GithubReporter:
+    Options: ClassVar[type[GithubOptions]] = GithubOptions
+
+    def __init__(self, options: GithubOptions = GithubOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> str:
+        return _report(report.results, report.targets, project_root=self.options.project_root)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from abicheck import __version__
 from abicheck.model import Finding, KernelTarget, Result
+from abicheck.reporters.base import Report
 from abicheck.reporters.escape import json_text
 
 SCHEMA_VERSION = 1
@@ -78,9 +80,26 @@ def document(results: Sequence[Result], targets: Sequence[KernelTarget]) -> dict
     }
 
 
-def report(
-    results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False, **_: object
-) -> str:
+def report(results: Sequence[Result], targets: Sequence[KernelTarget], color: bool = False) -> str:
     doc = document(results, targets)
     # indent forces json's pure-Python encoder, which costs seconds on a module tree
     return json_text(json.dumps(doc, indent=2 if len(results) <= 100 else None)) + "\n"
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class JsonOptions:
+    """The JSON document has no options: it holds everything."""
+
+
+class JsonReporter:
+    Options: ClassVar[type[JsonOptions]] = JsonOptions
+
+    def __init__(self, options: JsonOptions = JsonOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> str:
+        return _report(report.results, report.targets)

@@ -36,9 +36,9 @@ Whatever is left out is said in the run (``invocations[0].toolExecutionNotificat
 and ``properties.omitted``) and on standard error, with the option that brings it back.
 Each run lists only the rules its results reference (GitHub reads no others).
 
-The fingerprint helpers here (:func:`fingerprint`, :func:`occurrence_fingerprints`,
-:func:`project_path`, :func:`location`) are shared by the junit and github reporters; a
-baseline must use the same ones, or its fingerprints will not match the SARIF ones.
+Paths are made project-relative by :mod:`abicheck.reporters.locations`, as in the junit
+and github reporters; a baseline must use the same fingerprints (:func:`fingerprint`),
+or they will not match the SARIF ones.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from abicheck import __version__, ruledata
@@ -59,11 +60,12 @@ from abicheck.fingerprint import (  # noqa: F401  (re-exported)
     IDENTITY,
     fingerprint,
     identity,
-    project_path,
 )
 from abicheck.model import Finding, KernelTarget, Result, Severity
+from abicheck.reporters.base import Output, Report
 from abicheck.reporters.escape import json_text, message_line
-from abicheck.ruledoc import rule_as_text
+from abicheck.reporters.locations import location, project_path
+from abicheck.ruledoc import rule_as_markdown, rule_as_text
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -123,27 +125,6 @@ def occurrence_fingerprints(
     return out
 
 
-def location(
-    finding: Finding, module_path: str, project_root: str | None = None
-) -> tuple[str, int]:
-    """Where to show a finding: (project path, line).
-
-    The C source line when the check recorded one (``evidence["source"]``, read from the
-    module's DWARF: ``{"file": absolute or project-relative path, "line": N}``) and it lies
-    in the project; else the module file itself at line 1 (a binary has no lines, and
-    GitHub wants a region on every result).
-    """
-    source = finding.evidence.get("source")
-    if isinstance(source, Mapping):
-        file, line = source.get("file"), source.get("line")
-        if isinstance(file, str) and file and isinstance(line, int) and line >= 1:
-            root = project_root if project_root is not None else os.getcwd()
-            rel = project_path(os.path.join(root, file), project_root)
-            if not os.path.isabs(rel):
-                return rel, line
-    return project_path(module_path or ".", project_root), 1
-
-
 def artifact_location(path: str, outside: str | None = None) -> dict[str, str]:
     """A relative URI against ``%SRCROOT%`` or, for an absolute path under ``outside``
     (the run's directory of modules outside the root), against ``MODULEDIR``."""
@@ -174,13 +155,6 @@ def _outside_dir(paths: Sequence[str]) -> str | None:
 
 # --- rules ------------------------------------------------------------------------------
 
-_SECTIONS = (
-    ("what", "What it does"),
-    ("why", "Why is this bad"),
-    ("example", "Example"),
-    ("how_to_fix", "How to fix"),
-)
-
 
 def _one_paragraph(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip()
@@ -189,40 +163,13 @@ def _one_paragraph(text: str) -> str:
     return text
 
 
-def rule_markdown(rule: ruledata.Rule) -> str:
-    """The rule's documentation as ``abicheck rule ID`` prints it, in Markdown."""
-    taint = f" · taint: {rule.taint}" if rule.taint else ""
-    out = [
-        f"**{rule.id}** `{rule.name}` · category: {rule.category} · "
-        f"severity: {rule.severity.value} · effect: {rule.effect.value}{taint}",
-        "",
-        rule.summary,
-    ]
-    for key, title in _SECTIONS:
-        body = str(rule.docs.get(key, "")).strip()
-        if body:
-            out += ["", f"## {title}", "", body]
-    says = [(gen, text) for gen, text in rule.kernel_says.items() if text]
-    if says:
-        out += ["", "## The kernel says", ""]
-        for gen, text in says:
-            if gen != "default":
-                out.append(f"{gen}:")
-            out += ["```", text, "```"]
-    refs = rule.docs.get("references", [])
-    if refs:
-        out += ["", "## References", ""] + [f"- {r}" for r in refs]
-    out += ["", f"Run `abicheck rule {rule.id}` for this text in a terminal."]
-    return "\n".join(out)
-
-
 def rule_descriptor(rule: ruledata.Rule) -> dict[str, Any]:
     return {
         "id": rule.id,
         "name": rule.name,
         "shortDescription": {"text": _one_paragraph(rule.summary)},
         "fullDescription": {"text": _one_paragraph(str(rule.docs.get("what", "")) or rule.summary)},
-        "help": {"text": rule_as_text(rule), "markdown": rule_markdown(rule)},
+        "help": {"text": rule_as_text(rule), "markdown": rule_as_markdown(rule)},
         "defaultConfiguration": {"level": LEVEL[rule.severity]},
         "properties": {
             "tags": ["kernel-module", rule.category],
@@ -501,7 +448,6 @@ def report(
     category: str = "abicheck",
     notes: bool | None = None,
     fail_on: Severity | str | None = None,
-    **_: object,
 ) -> str:
     """One SARIF log with a run per target (standard output; colour is ignored).
 
@@ -532,7 +478,6 @@ def report_files(
     category: str = "abicheck",
     notes: bool | None = None,
     fail_on: Severity | str | None = None,
-    **_: object,
 ) -> list[tuple[str, str]]:
     """:func:`documents` as (file-name suffix, text) pairs: ``""``, ``"-2"``, ``"-3"`` ...,
     for ``-o NAME.sarif`` to become ``NAME.sarif``, ``NAME-2.sarif`` ...
@@ -551,3 +496,36 @@ def report_files(
     texts = [dumps(doc) for doc in docs]
     _tell(list(zip(texts, docs, strict=True)))
     return [("" if i == 0 else f"-{i + 1}", text) for i, text in enumerate(texts)]
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class SarifOptions:
+    project_root: str | None = None
+    category: str = "abicheck"  # --sarif-category
+    notes: bool | None = None  # --sarif-notes; None: only when --fail-on info
+    fail_on: Severity | str | None = None
+    # several files when the runs exceed one upload (report_files), else one document
+    split: bool = False
+
+
+class SarifReporter:
+    Options: ClassVar[type[SarifOptions]] = SarifOptions
+
+    def __init__(self, options: SarifOptions = SarifOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> Output:
+        o = self.options
+        write = report_files if o.split else _report
+        return write(
+            report.results,
+            report.targets,
+            project_root=o.project_root,
+            category=o.category,
+            notes=o.notes,
+            fail_on=o.fail_on,
+        )

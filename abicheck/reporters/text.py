@@ -11,9 +11,11 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from abicheck.model import Effect, KernelTarget, Result, Severity, Verdict
+from abicheck.reporters.base import Report
 from abicheck.reporters.escape import display, display_path, needs_display, safe_text
 
 if TYPE_CHECKING:  # rich is imported lazily, only when a table is drawn
@@ -38,7 +40,6 @@ def report(
     color: bool = False,
     *,
     quiet: bool = False,
-    **_: object,
 ) -> str:
     """``quiet``: the error findings one line each, the matrix (only its rows that do not
     load) or the summary; a clean tree of thousands of modules prints two lines."""
@@ -244,3 +245,25 @@ def _summary(results: Sequence[Result]) -> list[Line]:
             [("top rules: " + ", ".join(f"{rule} ×{n}" for rule, n in rules.most_common(5)), None)]
         )
     return lines
+
+
+# the function by a name that render()'s parameter does not hide
+_report = report
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    color: bool = False
+    quiet: bool = False
+
+
+class TextReporter:
+    """``--format text``, the default: for people at a terminal."""
+
+    Options: ClassVar[type[TextOptions]] = TextOptions
+
+    def __init__(self, options: TextOptions = TextOptions()) -> None:
+        self.options = options
+
+    def render(self, report: Report) -> str:
+        return _report(report.results, report.targets, self.options.color, quiet=self.options.quiet)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Member, StructLayout
+from abicheck.readers.compressed import MODULE_SUFFIXES
 
 if TYPE_CHECKING:  # both are imported on first use
     from abicheck.readers.btf import Btf
@@ -116,7 +117,7 @@ def struct_module_from_reference_modules(
     for root, dirs, files in os.walk(modules_dir):
         dirs.sort()
         for f in sorted(files):
-            if not f.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz")):
+            if not f.endswith(MODULE_SUFFIXES):
                 continue
             try:
                 m = read_module(os.path.join(root, f))

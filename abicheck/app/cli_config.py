@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import click
 
+from abicheck.app.output import error
 from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError
 
 FORMAT = click.option(
@@ -92,10 +93,8 @@ def _toolchain_options(f):
     return f
 
 
-def _fail(error: Exception) -> None:
-    from abicheck.reporters.escape import message_line
-
-    click.echo(message_line(f"abicheck: error: {error}"), err=True)
+def _fail(problem: Exception) -> None:
+    error(str(problem))
     sys.exit(EXIT_USAGE)
 
 

@@ -51,7 +51,7 @@ def diff_command(a: str, b: str, modules_dir: str | None, fmt: str) -> None:
         ta, tb = load_target(a), load_target(b)
         modules = None
         if modules_dir is not None:
-            from abicheck.cli import expand_modules
+            from abicheck.inputs import expand_modules
 
             modules = expand_modules([modules_dir])
         result = diff_kernels(ta, tb, modules)

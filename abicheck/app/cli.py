@@ -15,16 +15,16 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from abicheck import __version__, ruledata
-from abicheck.errors import EXIT_USAGE, AbicheckError, ModuleReadError
+from abicheck import __version__, inputs, ruledata
+from abicheck.app.output import error as _error
+from abicheck.app.output import say
+from abicheck.errors import EXIT_USAGE, AbicheckError
 from abicheck.model import KernelTarget
-from abicheck.readers.compressed import DEFAULT_LIMIT, not_regular
+from abicheck.readers.compressed import DEFAULT_LIMIT
 from abicheck.reporters import FORMATS
 
 # a click command function, or a command already made of one, as option decorators see it
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 
 
 class DefaultToCheck(click.Group):
@@ -118,84 +118,21 @@ def _per_kernel(values: Sequence[str], count: int, option: str) -> list[str | No
     return out
 
 
-def _error(message: str) -> None:
-    # messages name input files and quote their bytes: one escaped line, always
-    from abicheck.reporters.escape import message_line
-
-    click.echo(message_line(f"abicheck: error: {message}"), err=True)
-
-
-def expand_modules(paths: Sequence[str]) -> list[str | ModuleReadError]:
-    """Files as given; directories walked for modules, sorted for a stable order.
-
-    A directory with no module in it is an input error, not silence.
-    """
-    out: dict[str, str | ModuleReadError] = {}  # ordered; a path given twice is checked once
-    for p in paths:
-        if os.path.isdir(p):
-            found: list[str] = []
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                found.extend(os.path.join(root, f) for f in files if f.endswith(MODULE_SUFFIXES))
-            if not found:
-                out[p] = ModuleReadError(
-                    p, "is a directory with no module (" + ", ".join(MODULE_SUFFIXES) + ") in it"
-                )
-            # a FIFO or device named *.ko is reported from its stat(), never opened
-            out.update((f, _regular_or_error(f)) for f in sorted(found))
-        else:
-            out[p] = p
-    return list(out.values())
-
-
-def _regular_or_error(path: str) -> str | ModuleReadError:
-    try:
-        why = not_regular(os.stat(path).st_mode)
-    except OSError:
-        return path  # reading it reports the error (a dangling symlink: "no such file")
-    return path if why is None else ModuleReadError(path, why)
-
-
-def _parse_param(text: str) -> tuple[str, str, str | None]:
-    """[MODULE.]NAME[=VALUE] → (module or "", name, value or None), as modprobe splits it."""
-    key, eq, value = text.partition("=")
-    module, dot, name = key.rpartition(".")
-    return module.replace("-", "_") if dot else "", name, value if eq else None
-
-
-def _fleet(spec: str) -> list[str]:
-    """A directory of saved profiles stands for all of them (a fleet); anything else is
-    one target."""
-    if os.path.isdir(spec) and not any(
-        os.path.exists(os.path.join(spec, n)) for n in (".config", "Makefile")
-    ):
-        profiles = sorted(
-            os.path.join(spec, f) for f in os.listdir(spec) if f.endswith((".json", ".json.gz"))
-        )
-        if profiles:
-            return profiles
-    return [spec]
-
-
 def load_targets(
     specs: Sequence[str],
     vmlinux: Sequence[str] = (),
     modules_dirs: Sequence[str] = (),
     layouts: str = "auto",
 ) -> tuple[list[KernelTarget], list[AbicheckError]]:
-    from abicheck.targets import load_target
-
-    specs = list(specs) or ["running"]
-    images = _per_kernel(vmlinux, len(specs), "--vmlinux")
-    trees = _per_kernel(modules_dirs, len(specs), "--modules-dir")
-    targets, errors = [], []
-    for spec, image, tree in zip(specs, images, trees, strict=True):
-        for one in _fleet(spec):
-            try:
-                targets.append(load_target(one, image, tree, layouts))
-            except AbicheckError as e:
-                errors.append(e)
-    return targets, errors
+    """:func:`abicheck.inputs.load_targets` with --vmlinux/--modules-dir values as
+    bind_to_kernel tagged them, each given to its own --kernel."""
+    count = len(specs)
+    return inputs.load_targets(
+        specs,
+        _per_kernel(vmlinux, count, "--vmlinux"),
+        _per_kernel(modules_dirs, count, "--modules-dir"),
+        layouts,
+    )
 
 
 @click.group(cls=DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
@@ -287,7 +224,7 @@ def _option(*names: str, **kw: Any) -> Callable[[_F], _F]:
 @_option(
     "--format",
     "fmt",
-    type=click.Choice(FORMATS),
+    type=click.Choice(tuple(FORMATS)),
     default=None,
     help="Output format (default: text, or the project's setting).",
 )
@@ -456,9 +393,14 @@ def check(**opts: Any) -> None:
       abicheck check DIR --format concise --severity warning | sort
       abicheck check DIR --statistics                 (findings counted per rule)
     """
-    from abicheck.commands import run_check
+    from abicheck.app.commands import run_check
+    from abicheck.app.request import CheckRequest, RequestError
 
-    sys.exit(run_check(opts))
+    try:
+        request = CheckRequest.from_flags(opts)
+    except RequestError as e:
+        raise_usage(str(e))
+    sys.exit(run_check(request))
 
 
 @main.command()
@@ -560,19 +502,14 @@ def profile_save(
     except (AbicheckError, OSError) as e:
         _error(str(e))
         sys.exit(EXIT_USAGE)
-    from abicheck.reporters.escape import message_line
-
-    click.echo(message_line(f"saved {target.id} ({target.source}) to {output}"), err=True)
+    say(f"saved {target.id} ({target.source}) to {output}")
     if target.struct_module is None:
-        click.echo(
-            message_line(
-                f"abicheck: warning: {output} holds no struct layouts ({target.layout_gap}): "
-                "layout drift will not be checked against it"
-            ),
-            err=True,
+        say(
+            f"abicheck: warning: {output} holds no struct layouts ({target.layout_gap}): "
+            "layout drift will not be checked against it"
         )
     else:
-        click.echo(message_line(f"layouts: {target.layout_source}"), err=True)
+        say(f"layouts: {target.layout_source}")
 
 
 @main.command()
@@ -598,7 +535,9 @@ def profile_save(
     help="The system root to look under (for images and tests).",
 )
 @kernel_artefacts(owner="the --to kernel")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(tuple(FORMATS)), default="text", show_default=True
+)
 def upgrade(
     to: str,
     from_release: str | None,
@@ -613,17 +552,17 @@ def upgrade(
     Run it from a package-manager hook, e.g. /etc/kernel/postinst.d/zz-abicheck:
     `abicheck upgrade --to /usr/src/linux-headers-$1`.
     """
-    from abicheck.commands import run_upgrade
+    from abicheck.app.commands import run_upgrade
 
     sys.exit(run_upgrade(to, from_release, root, vmlinux, modules_dirs, fmt))
 
 
-from abicheck.cli_config import config  # noqa: E402  (registered last: its own module)
+from abicheck.app.cli_config import config  # noqa: E402  (registered last: its own module)
 
 main.add_command(config)
-from abicheck.cli_kernel import register as register_kernel  # noqa: E402
+from abicheck.app.cli_kernel import register as register_kernel  # noqa: E402
 
 register_kernel(main)
-from abicheck.cli_prove import register as register_prove  # noqa: E402
+from abicheck.app.cli_prove import register as register_prove  # noqa: E402
 
 register_prove(main)
