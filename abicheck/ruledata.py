@@ -17,6 +17,16 @@ from typing import Any
 
 from abicheck.model import Effect, Severity
 
+# A rule states its effect on the load; how loudly abicheck reports it follows from that.
+SEVERITY_OF_EFFECT = {
+    Effect.REFUSE: Severity.ERROR,
+    Effect.UNSAFE: Severity.ERROR,
+    Effect.TAINT: Severity.WARNING,
+    Effect.WARN: Severity.WARNING,
+    Effect.NONE: Severity.INFO,
+}
+
+# The closed vocabulary of `category`: the JSON schema enumerates it and --select takes it.
 CATEGORIES = (
     "input",
     "elf",
@@ -52,6 +62,11 @@ class Rule:
     kernel_says: dict[str, str]  # by loader generation, "default" as fallback
     taint: str | None
     errno: str | None = None
+    title: str = ""  # a few words for the README's table (tools/rules_table.py)
+    # evidence keys that tell two findings of this rule apart (SARIF fingerprints, baseline)
+    identity: tuple[str, ...] = ()
+    # a finding of this rule makes every other finding moot (the load fails before them)
+    exclusive: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # rule-specific tables
     docs: dict[str, Any] = field(default_factory=dict)
     path: str = ""
@@ -82,7 +97,6 @@ def _load_rule(path: str) -> Rule:
         "id",
         "name",
         "category",
-        "severity",
         "effect",
         "stage",
         "summary",
@@ -97,6 +111,8 @@ def _load_rule(path: str) -> Rule:
         raise RuleDataError(f"{where}: name {d['name']!r} must be kebab-case")
     if d["category"] not in CATEGORIES:
         raise RuleDataError(f"{where}: unknown category {d['category']!r}")
+    if "severity" in d:
+        raise RuleDataError(f"{where}: severity follows from effect; remove the key")
     says = d.get("kernel_says", "")
     if isinstance(says, str):
         says = {"default": says}
@@ -104,7 +120,7 @@ def _load_rule(path: str) -> Rule:
         d["id"],
         d["name"],
         d["category"],
-        Severity(d["severity"]),
+        SEVERITY_OF_EFFECT[Effect(d["effect"])],
         Effect(d["effect"]),
         d["stage"],
         d["summary"].strip(),
@@ -113,6 +129,9 @@ def _load_rule(path: str) -> Rule:
         says,
         d.get("taint") or None,
         d.get("errno") or None,
+        d.get("title", ""),
+        tuple(d.get("identity", ())),
+        bool(d.get("exclusive", False)),
         d.get("data", {}),
         d.get("docs", {}),
         path,

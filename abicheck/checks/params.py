@@ -93,7 +93,8 @@ def unknown_parameter(ctx: CheckContext) -> Iterator[Finding]:
     for i, (name, _value) in enumerate(ctx.run.assumptions.params_for(ctx.module.name)):
         if name not in declared and name not in ("async_probe", "dyndbg"):
             yield ctx.finding(
-                "PA001", order=(i,), param=name, declared=", ".join(sorted(declared)) or "none"
+                evidence={"param": name, "declared": ", ".join(sorted(declared)) or "none"},
+                order=(i,),
             )
 
 
@@ -113,16 +114,18 @@ def invalid_parameter_value(ctx: CheckContext) -> Iterator[Finding]:
                 else None
             )
             yield ctx.finding(
-                "PA002",
+                evidence={
+                    "param": name,
+                    "value": value or "",
+                    "type": ptype,
+                    "problem": problem,
+                    "hint": _HINTS.get(
+                        ptype, f"an integer in {ptype}'s range (decimal, 0x hex, 0 octal)"
+                    ),
+                    **cast(dict[str, Any], {"kernel_says": says} if says else {}),
+                },
                 order=(i,),
-                param=name,
-                value=value or "",
-                type=ptype,
-                problem=problem,
                 errno=errno,
-                hint=_HINTS.get(ptype, f"an integer in {ptype}'s range (decimal, 0x hex, 0 octal)"),
-                # Any: mypy would match a dict[str, str] against every keyword parameter
-                **cast(dict[str, Any], {"kernel_says": says} if says else {}),
             )
 
 
@@ -131,7 +134,7 @@ def parameter_unchecked(ctx: CheckContext) -> Iterator[Finding]:
     declared = _declared(ctx)
     for i, (name, _value) in enumerate(ctx.run.assumptions.params_for(ctx.module.name)):
         if name in declared and not declared[name]:
-            yield ctx.finding("PA003", order=(i,), param=name, effect=Effect.NONE)
+            yield ctx.finding(evidence={"param": name}, order=(i,), effect=Effect.NONE)
 
 
 def _declared(ctx: CheckContext) -> dict[str, str]:
