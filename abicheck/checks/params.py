@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, cast
 
 from abicheck.checks import check
 from abicheck.context import CheckContext
@@ -122,10 +121,10 @@ def invalid_parameter_value(ctx: CheckContext) -> Iterator[Finding]:
                     "hint": _HINTS.get(
                         ptype, f"an integer in {ptype}'s range (decimal, 0x hex, 0 octal)"
                     ),
-                    **cast(dict[str, Any], {"kernel_says": says} if says else {}),
                 },
                 order=(i,),
                 errno=errno,
+                kernel_says=says,
             )
 
 
