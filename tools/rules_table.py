@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from abicheck import ruledata  # noqa: E402  (after the path set-up above)
+from abicheck import ruledata
 
 
 def families() -> list[tuple[str, list[ruledata.Rule]]]:
