@@ -4,10 +4,10 @@ A rule is written in two places and nowhere else: its data in ``rules/<ID>.toml`
 category, effect, stage, message, fix, the kernel's own log line, fingerprint identity,
 docs) and one function in a module of this package, registered with ``@check("<ID>")``::
 
-    @check("TN003")
-    def test_module(ctx: CheckContext) -> Iterator[Finding]:
-        if ctx.module.info("test") == "Y":
-            yield ctx.finding(evidence={"flag": "test"}, order=(0,))
+    @check("TN004")
+    def retpoline(ctx: CheckContext) -> Iterator[Finding]:
+        ...
+        yield ctx.finding(evidence={"option": "CONFIG_" + option})
 
 Inside a check, :meth:`CheckContext.finding` already knows the rule: :func:`check` wraps
 the function so that the context is bound to its rule while the function runs, and the
@@ -18,7 +18,13 @@ one mapping (``evidence={...}``), kept apart from the keywords that steer the fi
 ``declaration``), so no evidence name can change the finding by accident.
 
 Modules of this package are discovered with :mod:`pkgutil` (:func:`load_all`): a new
-family is a new file here, listed nowhere. A check reads the plain model through its
+family is a new file here, listed nowhere. A directory added to ``__path__`` is searched
+too, and ``ruledata.EXTRA_RULE_DIRS`` is the matching hook for rule files: that is how
+tests/test_rules.py adds a rule. What a rule does beyond its own findings is data in its
+TOML as well, read through :mod:`abicheck.ruledata`: ``identity`` (the evidence keys of
+its fingerprint), ``exclusive`` (its finding makes every other moot), ``title`` (its cell
+in the README's table, printed by tools/rules_table.py); its severity follows from its
+``effect``. A check reads the plain model through its
 :class:`~abicheck.context.CheckContext` and never opens files.
 """
 
