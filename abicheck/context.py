@@ -7,7 +7,8 @@ and the kernel's own log line from ``rules/``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -20,16 +21,9 @@ from abicheck.model import (
     GuardedMember,
     KernelTarget,
     Module,
-    Severity,
 )
 
-SEVERITY_OF_EFFECT = {
-    Effect.REFUSE: Severity.ERROR,
-    Effect.UNSAFE: Severity.ERROR,
-    Effect.TAINT: Severity.WARNING,
-    Effect.WARN: Severity.WARNING,
-    Effect.NONE: Severity.INFO,
-}
+SEVERITY_OF_EFFECT = ruledata.SEVERITY_OF_EFFECT  # kept here for older imports
 
 
 @dataclass(frozen=True)
@@ -179,6 +173,7 @@ class CheckContext:
         self.generation, self.generation_verified = ruledata.generation_for(target.version)
         self._order = ruledata.stage_order(self.generation)
         self.memo: dict[str, Any] = {}  # computations several checks share
+        self.rule_id: str | None = None  # the check running now (see abicheck.checks)
 
     # -- kernel facts the checks share ----------------------------------------------------
 
@@ -210,9 +205,18 @@ class CheckContext:
 
     # -- building findings ----------------------------------------------------------------
 
+    @contextmanager
+    def running(self, rule_id: str) -> Iterator[None]:
+        """Bind :meth:`finding` to ``rule_id`` while its check runs."""
+        outer, self.rule_id = self.rule_id, rule_id
+        try:
+            yield
+        finally:
+            self.rule_id = outer
+
     def finding(
         self,
-        rule_id: str,
+        evidence: Mapping[str, Any] | None = None,
         *,
         order: tuple[int, ...] = (),
         effect: Effect | None = None,
@@ -221,11 +225,19 @@ class CheckContext:
         stage: str | None = None,
         errno: str | None = None,
         variant: str | None = None,
-        **evidence: Any,
+        declaration: str | None = None,
     ) -> Finding:
-        """``variant``: a key of the rule's [data] holding another message template
-        (e.g. ``message_grouped``), for one rule ID that speaks of one thing or many."""
-        rule = ruledata.rule(rule_id)
+        """A finding of the rule whose check is running, with the rule's text filled in.
+
+        ``variant``: a key of the rule's [data] holding another message template
+        (e.g. ``message_grouped``), for one rule ID that speaks of one thing or many.
+        ``declaration``: the C declaration the finding is about, when it is not the
+        evidence's ``symbol`` (shown as the finding's source line).
+        """
+        if self.rule_id is None:
+            raise RuntimeError("CheckContext.finding() called outside a registered check")
+        rule = ruledata.rule(self.rule_id)
+        evidence = dict(evidence or {})
         effect = effect or rule.effect
         values = {"module": self.module.name, "release": self.target.release, **evidence}
         says = kernel_says if kernel_says is not None else rule.kernel_message(self.generation)
@@ -236,7 +248,7 @@ class CheckContext:
             rule=rule.id,
             name=rule.name,
             category=rule.category,
-            severity=SEVERITY_OF_EFFECT[effect],
+            severity=ruledata.SEVERITY_OF_EFFECT[effect],
             effect=effect,
             message=render(rule.data[variant] if variant else rule.message, values),
             kernel_says=render(says, values) if says else None,
@@ -245,6 +257,7 @@ class CheckContext:
             taint=taint,
             order=(self.stage_rank(stage or rule.stage), *order),
             errno=(errno or rule.errno) if effect is Effect.REFUSE else None,
+            declaration=declaration,
         )
 
     def stage_rank(self, stage: str) -> int:

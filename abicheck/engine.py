@@ -52,9 +52,10 @@ def check_module(
             continue
         findings.extend(registry[rule_id](ctx))
     findings.sort(key=lambda f: f.order)
-    if any(f.rule == "CF001" for f in findings):
-        # without module support the syscall fails before the loader reads the file
-        findings = [f for f in findings if f.rule == "CF001"]
+    exclusive = [f for f in findings if ruledata.rule(f.rule).exclusive]
+    if exclusive:
+        # the load fails before anything else is looked at (rules/*.toml `exclusive`)
+        findings = exclusive
     verdict, taints = verdict_of(findings)
     if module.types is not None:
         findings = [_with_source(module, f) for f in findings]
@@ -72,10 +73,7 @@ def check_module(
 def _with_source(module: Module, f: Finding) -> Finding:
     """The C source line a finding is about, from the module's DWARF, for SARIF and
     annotations: the declaration of the symbol, or the module_init/module_exit line."""
-    name = f.evidence.get("symbol")
-    if f.rule == "LY002":
-        moved_exit = f.evidence.get("module_exit") != f.evidence.get("kernel_exit")
-        name = "cleanup_module" if moved_exit else "init_module"
+    name = f.declaration or f.evidence.get("symbol")
     if not isinstance(name, str) or module.types is None:
         return f
     where = module.types.decl_line(name)

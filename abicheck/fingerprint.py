@@ -9,41 +9,30 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
+from abicheck import ruledata
 from abicheck.model import Finding
 
 FINGERPRINT_VERSION = "abicheck/v1"
 
-IDENTITY: Mapping[str, tuple[str, ...]] = {
-    "input": ("param",),  # PA001-PA003; IN001/IN002 occur once per pair
-    "config": ("option",),
-    "elf": ("check", "section"),  # EL002 per kernel check, EL006 per section
-    "signature": (),
-    "vermagic": (),
-    "modversions": ("symbol",),
-    "symbol": ("symbol",),
-    "dependency": ("symbol", "owner"),  # DP001 per in-tree owner, DP002/DP003 per symbol
-    "gpl": ("symbol",),
-    "namespace": ("symbol", "namespace"),
-    "relocation": ("section", "target", "r_type", "symbol", "where"),
-    "layout": ("struct",),
-    "license": (),
-    "compression": ("compression",),
-    "taint": ("option",),
-}
-
 
 def identity(finding: Finding) -> dict[str, Any]:
-    """The evidence that names which problem a finding is (see the recipe above)."""
-    keys = IDENTITY.get(finding.category, ())
+    """The evidence that tells this finding from others of its rule in the same module and
+    kernel: the keys its rule lists as ``identity`` in ``rules/<ID>.toml``. A rule without
+    them occurs at most once per module and kernel."""
+    try:
+        keys = ruledata.rule(finding.rule).identity
+    except KeyError:  # a finding of a rule this installation does not ship
+        return {}
     return {k: finding.evidence[k] for k in keys if k in finding.evidence}
 
 
 def fingerprint(finding: Finding, module_rel: str, target_release: str) -> str:
-    """A finding's stable identity across runs, machines and checkouts (recipe above)."""
+    """A finding's stable identity across runs, machines and checkouts: its rule, the
+    module's project-relative path, the kernel release and :func:`identity`; never the
+    message, offsets or CRCs, which change with every rebuild."""
     payload = [FINGERPRINT_VERSION, finding.rule, module_rel, target_release, identity(finding)]
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # surrogateescape: a module path that is not UTF-8 hashes as its bytes, not a crash

@@ -414,6 +414,8 @@ class Finding:
     taint: str | None = None  # taint letter the kernel sets because of this finding
     order: tuple[int, ...] = ()  # position in the kernel's own check order
     errno: str | None = None  # what the loader's syscall fails with, for a refusal
+    # the C declaration the finding is about when evidence["symbol"] is not it
+    declaration: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

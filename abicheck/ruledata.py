@@ -17,6 +17,16 @@ from typing import Any
 
 from abicheck.model import Effect, Severity
 
+# A rule states its effect on the load; how loudly abicheck reports it follows from that.
+SEVERITY_OF_EFFECT = {
+    Effect.REFUSE: Severity.ERROR,
+    Effect.UNSAFE: Severity.ERROR,
+    Effect.TAINT: Severity.WARNING,
+    Effect.WARN: Severity.WARNING,
+    Effect.NONE: Severity.INFO,
+}
+
+# The closed vocabulary of `category`: the JSON schema enumerates it and --select takes it.
 CATEGORIES = (
     "input",
     "elf",
@@ -52,6 +62,11 @@ class Rule:
     kernel_says: dict[str, str]  # by loader generation, "default" as fallback
     taint: str | None
     errno: str | None = None
+    title: str = ""  # a few words for the README's table (tools/rules_table.py)
+    # evidence keys that tell two findings of this rule apart (SARIF fingerprints, baseline)
+    identity: tuple[str, ...] = ()
+    # a finding of this rule makes every other finding moot (the load fails before them)
+    exclusive: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # rule-specific tables
     docs: dict[str, Any] = field(default_factory=dict)
     path: str = ""
@@ -82,7 +97,6 @@ def _load_rule(path: str) -> Rule:
         "id",
         "name",
         "category",
-        "severity",
         "effect",
         "stage",
         "summary",
@@ -97,6 +111,8 @@ def _load_rule(path: str) -> Rule:
         raise RuleDataError(f"{where}: name {d['name']!r} must be kebab-case")
     if d["category"] not in CATEGORIES:
         raise RuleDataError(f"{where}: unknown category {d['category']!r}")
+    if "severity" in d:
+        raise RuleDataError(f"{where}: severity follows from effect; remove the key")
     says = d.get("kernel_says", "")
     if isinstance(says, str):
         says = {"default": says}
@@ -104,7 +120,7 @@ def _load_rule(path: str) -> Rule:
         d["id"],
         d["name"],
         d["category"],
-        Severity(d["severity"]),
+        SEVERITY_OF_EFFECT[Effect(d["effect"])],
         Effect(d["effect"]),
         d["stage"],
         d["summary"].strip(),
@@ -113,20 +129,38 @@ def _load_rule(path: str) -> Rule:
         says,
         d.get("taint") or None,
         d.get("errno") or None,
+        d.get("title", ""),
+        tuple(d.get("identity", ())),
+        bool(d.get("exclusive", False)),
         d.get("data", {}),
         d.get("docs", {}),
         path,
     )
 
 
+# More directories of rule files, read after the shipped one: the hook through which a test
+# (or a plugin) adds a rule without touching rules/. Clear the caches after changing it.
+EXTRA_RULE_DIRS: list[str] = []
+
+
+def _rule_files() -> list[str]:
+    return [
+        os.path.join(directory, name)
+        for directory in (rules_dir(), *EXTRA_RULE_DIRS)
+        for name in sorted(os.listdir(directory))
+        if name.endswith(".toml") and _ID.match(name.removesuffix(".toml"))
+    ]
+
+
 @cache
 def all_rules() -> dict[str, Rule]:
-    directory = rules_dir()
-    rules = {}
-    for name in sorted(os.listdir(directory)):
-        if _ID.match(name.removesuffix(".toml")) and name.endswith(".toml"):
-            rule = _load_rule(os.path.join(directory, name))
-            rules[rule.id] = rule
+    rules: dict[str, Rule] = {}
+    for path in _rule_files():
+        rule = _load_rule(path)
+        if rule.id in rules:
+            raise RuleDataError(f"{rule.id} defined twice: {rules[rule.id].path} and {path}")
+        rules[rule.id] = rule
+    rules = dict(sorted(rules.items()))
     names = [r.name for r in rules.values()]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -140,10 +174,11 @@ def rule(rule_id: str) -> Rule:
     and parsing all of them would be most of a one-module run's time."""
     if not _ID.match(rule_id):
         raise KeyError(rule_id)
-    path = os.path.join(rules_dir(), rule_id + ".toml")
-    if not os.path.isfile(path):
-        raise KeyError(rule_id)
-    return _load_rule(path)
+    for directory in (rules_dir(), *EXTRA_RULE_DIRS):
+        path = os.path.join(directory, rule_id + ".toml")
+        if os.path.isfile(path):
+            return _load_rule(path)
+    raise KeyError(rule_id)
 
 
 def get_rule(key: str) -> Rule | None:

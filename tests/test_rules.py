@@ -3,13 +3,15 @@ data ships inside the wheel."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import pytest
-from conftest import REPO
+from conftest import REPO, sample, sample_kernel
 
 from abicheck import checks, ruledata
 from abicheck.context import render
@@ -36,11 +38,111 @@ def test_rule_data_is_complete():
             assert rule.taint in ruledata.loader_data()["taints"], rule.id
 
 
-def test_severity_follows_effect():
-    from abicheck.context import SEVERITY_OF_EFFECT
-
+def test_severity_follows_effect_and_is_not_repeated():
     for rule in ruledata.all_rules().values():
-        assert SEVERITY_OF_EFFECT[rule.effect] == rule.severity, rule.id
+        assert ruledata.SEVERITY_OF_EFFECT[rule.effect] == rule.severity, rule.id
+        with open(rule.path, "rb") as f:
+            assert "severity" not in tomllib.load(f), f"{rule.id}: severity follows from effect"
+
+
+def test_rule_data_names_what_identifies_and_what_is_exclusive():
+    rules = ruledata.all_rules()
+    assert [r.id for r in rules.values() if r.exclusive] == ["CF001"]
+    assert rules["MV001"].identity == ("symbol",)
+    for rule in rules.values():
+        assert rule.title, rule.id
+        assert all(isinstance(k, str) and k for k in rule.identity), rule.id
+
+
+def test_readme_table_is_the_rules_table():
+    spec = importlib.util.spec_from_file_location("rules_table", REPO + "/tools/rules_table.py")
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    start = readme.index("\n", readme.index("<!-- rules table")) + 1
+    end = readme.index("<!-- end of rules table -->")
+    assert readme[start:end] == tool.table(), "README out of date: python tools/rules_table.py"
+
+
+NEW_RULE = """
+id = "ZZ001"
+name = "demo-rule"
+title = "a rule added by a test"
+category = "taint"
+effect = "warn"
+stage = "info"
+identity = ["greeting"]
+summary = "A demonstration."
+message = "{module} says {greeting}"
+fix = "Nothing to fix."
+kernel_says = ""
+
+[docs]
+what = "A rule written as one TOML file and one function, nowhere else."
+why = "To prove that is all a rule needs."
+"""
+
+NEW_CHECK = """
+from abicheck.checks import check
+
+
+@check("ZZ001")
+def demo(ctx):
+    # an evidence key named like a control keyword stays evidence
+    yield ctx.finding(evidence={"greeting": "hi", "effect": "refuse"}, order=(1,))
+"""
+
+
+def test_a_new_rule_is_one_toml_and_one_function(tmp_path):
+    from abicheck import engine, fingerprint
+    from abicheck.context import RunContext
+    from abicheck.model import Effect, Severity
+    from abicheck.readers.module import read_module
+    from abicheck.targets.profile import target_from_profile
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "ZZ001.toml").write_text(NEW_RULE)
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "zz_demo.py").write_text(NEW_CHECK)
+    ruledata.EXTRA_RULE_DIRS.append(str(tmp_path / "rules"))
+    checks.__path__.append(str(tmp_path / "checks"))
+    ruledata.all_rules.cache_clear()
+    try:
+        assert set(checks.load_all()) == set(ruledata.all_rules()) - ENGINE_RULES
+        module = read_module(sample("modules", "hello.ko"))
+        target = target_from_profile(sample_kernel("6.1.0-47-amd64"))
+        result = engine.check_module(module, target, RunContext.of([module]))
+        (f,) = [f for f in result.findings if f.rule == "ZZ001"]
+        assert (f.name, f.category, f.effect, f.severity) == (
+            "demo-rule",
+            "taint",
+            Effect.WARN,
+            Severity.WARNING,
+        )
+        assert f.message == "hello says hi"
+        assert f.evidence == {"greeting": "hi", "effect": "refuse"}
+        assert fingerprint.identity(f) == {"greeting": "hi"}
+        assert result.verdict.value != "refused"
+    finally:
+        ruledata.EXTRA_RULE_DIRS.remove(str(tmp_path / "rules"))
+        checks.__path__.remove(str(tmp_path / "checks"))
+        checks.REGISTRY.pop("ZZ001", None)
+        sys.modules.pop("abicheck.checks.zz_demo", None)
+        ruledata.all_rules.cache_clear()
+        ruledata.rule.cache_clear()
+
+
+def test_a_finding_outside_a_check_is_an_error():
+    from abicheck.context import CheckContext, RunContext
+    from abicheck.readers.module import read_module
+    from abicheck.targets.profile import target_from_profile
+
+    module = read_module(sample("modules", "hello.ko"))
+    ctx = CheckContext(module, target_from_profile(sample_kernel("6.1.0-47-amd64")), RunContext())
+    with pytest.raises(RuntimeError, match="outside a registered check"):
+        ctx.finding()
 
 
 def test_get_rule_by_id_or_name():

@@ -35,32 +35,35 @@ def compression_unsupported(ctx: CheckContext) -> Iterator[Finding]:
             return
         if algo is None:
             yield ctx.finding(
-                "CP001",
-                compression=compression,
-                supported="none",
-                why="finit_module(MODULE_INIT_COMPRESSED_FILE) needs CONFIG_MODULE_DECOMPRESS, "
-                f"which {ctx.target.release} lacks",
+                evidence={
+                    "compression": compression,
+                    "supported": "none",
+                    "why": "finit_module(MODULE_INIT_COMPRESSED_FILE) needs "
+                    f"CONFIG_MODULE_DECOMPRESS, which {ctx.target.release} lacks",
+                },
                 kernel_says="",
                 errno="EOPNOTSUPP",
             )
         else:
             yield ctx.finding(
-                "CP001",
-                compression=compression,
-                supported=algo,
+                evidence={
+                    "compression": compression,
+                    "supported": algo,
+                    "why": f"the kernel decompresses only {algo} (CONFIG_MODULE_COMPRESS_"
+                    f"{algo.upper() if algo != 'gzip' else 'GZIP'})",
+                },
                 errno="EINVAL",
-                why=f"the kernel decompresses only {algo} (CONFIG_MODULE_COMPRESS_"
-                f"{algo.upper() if algo != 'gzip' else 'GZIP'})",
                 kernel_says=f"not a{'n' if algo == 'xz' else ''} {algo} compressed module",
             )
         return
     if compression in supported:
         return
     yield ctx.finding(
-        "CP001",
-        compression=compression,
-        supported=", ".join(supported) or "none",
-        why=f"{loader} does not decompress {compression} ("
-        f"{ruledata.loader_data()['loaders'][loader]['description']}) and hands the "
-        "compressed bytes to the kernel",
+        evidence={
+            "compression": compression,
+            "supported": ", ".join(supported) or "none",
+            "why": f"{loader} does not decompress {compression} ("
+            f"{ruledata.loader_data()['loaders'][loader]['description']}) and hands the "
+            "compressed bytes to the kernel",
+        }
     )

@@ -35,20 +35,22 @@ def wrong_arch(ctx: CheckContext) -> Iterator[Finding]:
         return
     if hdr.e_machine != arch["e_machine"]:
         yield ctx.finding(
-            "EL001",
-            e_machine=hdr.e_machine,
-            expected=arch["e_machine"],
-            arch=arch["arch"],
-            what=f"e_machine {hdr.e_machine}",
+            evidence={
+                "e_machine": hdr.e_machine,
+                "expected": arch["e_machine"],
+                "arch": arch["arch"],
+                "what": f"e_machine {hdr.e_machine}",
+            }
         )
     elif hdr.ei_class != arch["ei_class"] or hdr.ei_data != arch["ei_data"]:
         what = f"{_CLASS[hdr.ei_class]} {_DATA[hdr.ei_data]}"
         yield ctx.finding(
-            "EL001",
-            e_machine=hdr.e_machine,
-            expected=arch["e_machine"],
-            arch=arch["arch"],
-            what=what,
+            evidence={
+                "e_machine": hdr.e_machine,
+                "expected": arch["e_machine"],
+                "arch": arch["arch"],
+                "what": what,
+            },
             kernel_says="Invalid ELF section header size",
         )
 
@@ -114,12 +116,13 @@ def elf_invalid(ctx: CheckContext) -> Iterator[Finding]:
             "kernel_says_" + ctx.generation.replace(".", "_"), text.get("kernel_says", "")
         )
         yield ctx.finding(
-            "EL002",
+            evidence={
+                "problem": text["problem"].format(**facts),
+                "check": defect.check,
+                **defect.facts,
+            },
             order=key(defect),
             kernel_says=says.format(**facts),
-            problem=text["problem"].format(**facts),
-            check=defect.check,
-            **defect.facts,
         )
 
 
@@ -129,7 +132,7 @@ def no_symbol_table(ctx: CheckContext) -> Iterator[Finding]:
     if not ctx.elf_usable:
         return
     if m.symtab_count == 0 or (ctx.generation != "6.1" and m.symtab_count > 1):
-        yield ctx.finding("EL003", count=m.symtab_count, name=_loader_name(ctx))
+        yield ctx.finding(evidence={"count": m.symtab_count, "name": _loader_name(ctx)})
 
 
 @check("EL004")
@@ -147,19 +150,17 @@ def missing_this_module(ctx: CheckContext) -> Iterator[Finding]:
             if v612
             else f"{name}: No module found in object"
         )
-        yield ctx.finding("EL004", count=count, problem=f"{count} such sections", kernel_says=says)
+        yield ctx.finding(
+            evidence={"count": count, "problem": f"{count} such sections"}, kernel_says=says
+        )
     elif v612 and tm.sh_type == SHT_NOBITS:
         yield ctx.finding(
-            "EL004",
-            count=1,
-            problem="the section is SHT_NOBITS",
+            evidence={"count": 1, "problem": "the section is SHT_NOBITS"},
             kernel_says=f"module {name}: .gnu.linkonce.this_module section must have a size set",
         )
     elif v612 and not tm.sh_flags & SHF_ALLOC:
         yield ctx.finding(
-            "EL004",
-            count=1,
-            problem="the section lacks SHF_ALLOC",
+            evidence={"count": 1, "problem": "the section lacks SHF_ALLOC"},
             kernel_says=f"module {name}: .gnu.linkonce.this_module must occupy "
             "memory during process execution",
         )
@@ -171,7 +172,9 @@ def missing_module_name(ctx: CheckContext) -> Iterator[Finding]:
     if not ctx.elf_usable or m.info("name"):
         return
     fallback = m.this_module.name if m.this_module else ""
-    yield ctx.finding("EL005", fallback=fallback or "(none)", has_modinfo=bool(m.modinfo_count))
+    yield ctx.finding(
+        evidence={"fallback": fallback or "(none)", "has_modinfo": bool(m.modinfo_count)}
+    )
 
 
 @check("EL006")
@@ -180,7 +183,9 @@ def writable_executable(ctx: CheckContext) -> Iterator[Finding]:
         return
     for sec in ctx.module.sections:
         if sec.sh_flags & (SHF_WRITE | SHF_EXECINSTR) == SHF_WRITE | SHF_EXECINSTR:
-            yield ctx.finding("EL006", section=sec.name, index=sec.index, effect=Effect.REFUSE)
+            yield ctx.finding(
+                evidence={"section": sec.name, "index": sec.index}, effect=Effect.REFUSE
+            )
             return  # the kernel stops at the first
 
 
@@ -190,4 +195,4 @@ def ctors_and_init_array(ctx: CheckContext) -> Iterator[Finding]:
         return
     names = {s.name for s in ctx.module.sections if s.sh_flags & SHF_ALLOC}
     if ".ctors" in names and ".init_array" in names:
-        yield ctx.finding("EL007")
+        yield ctx.finding()

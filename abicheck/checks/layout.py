@@ -226,7 +226,7 @@ def _resized(ctx: CheckContext, kernel: StructLayout, module_view: StructLayout)
         part = f"{m.name} ({m.type_name}) is {m.size} bytes in the module, {k.size} in the kernel"
         build = ctx.run.build_tree
         if build is not None:
-            stem = m.type_name.split()[-1].rstrip("_t").upper()
+            stem = m.type_name.split()[-1].removesuffix("_t").upper()
             leads = sorted(
                 o
                 for o in set(build.config) | set(ctx.target.config)
@@ -340,8 +340,18 @@ def this_module_size(ctx: CheckContext) -> Iterator[Finding]:
     kernel, tm = ctx.target.struct_module, ctx.module.this_module
     assert kernel is not None and tm is not None
     yield ctx.finding(
-        "LY001", module_size=tm.sh_size, kernel_size=kernel.size, kernel_source=kernel.source
+        evidence={
+            "module_size": tm.sh_size,
+            "kernel_size": kernel.size,
+            "kernel_source": kernel.source,
+        }
     )
+
+
+def _about(evidence: dict[str, Any]) -> str:
+    """The function an LY002 finding points at in the source: the one that moved."""
+    moved_exit = evidence["module_exit"] != evidence["kernel_exit"]
+    return "cleanup_module" if moved_exit else "init_module"
 
 
 @check("LY002")
@@ -408,7 +418,7 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
             f"{', '.join(refused.kernel_members)}"
         )
         summary += f", already non-zero there: {', '.join(refused.nonzero)}"
-        yield ctx.finding("LY002", summary=summary, **evidence)
+        yield ctx.finding(evidence={"summary": summary, **evidence}, declaration=_about(evidence))
         return
     if not full:
         summary += (
@@ -416,12 +426,11 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
             "BTF (--vmlinux): refused or loaded broken"
         )
         yield ctx.finding(
-            "LY002",
+            evidence={"summary": summary, **evidence},
+            declaration=_about(evidence),
             effect=Effect.UNSAFE,
             stage="runtime",
             kernel_says="",
-            summary=summary,
-            **evidence,
         )
         return
     consequences = []
@@ -435,7 +444,11 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
         consequences.append("the kernel's exit stays empty: rmmod refuses (EBUSY)")
     summary += ". The load succeeds, but " + "; ".join(consequences)
     yield ctx.finding(
-        "LY002", effect=Effect.UNSAFE, stage="runtime", kernel_says="", summary=summary, **evidence
+        evidence={"summary": summary, **evidence},
+        declaration=_about(evidence),
+        effect=Effect.UNSAFE,
+        stage="runtime",
+        kernel_says="",
     )
 
 
@@ -501,35 +514,37 @@ def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
         # structs differ as a matter of course, and one finding names them.
         names = [name for name, *_ in drifted]
         yield ctx.finding(
-            "LY003",
+            evidence={
+                "count": len(drifted),
+                "shown": shown([n.removeprefix("struct ") for n in names]),
+                "because": " and ".join(because),
+                "kernel_source": kernel_source,
+                "hint": _hint(ctx),
+                "structs": [
+                    {
+                        "struct": name.removeprefix("struct "),
+                        "difference": diff[0],
+                        "module_size": mine.size,
+                        "kernel_size": theirs.size,
+                    }
+                    for name, mine, theirs, diff in drifted
+                ],
+            },
             variant="message_grouped",
-            count=len(drifted),
-            shown=shown([n.removeprefix("struct ") for n in names]),
-            because=" and ".join(because),
-            kernel_source=kernel_source,
-            hint=_hint(ctx),
-            structs=[
-                {
-                    "struct": name.removeprefix("struct "),
-                    "difference": diff[0],
-                    "module_size": mine.size,
-                    "kernel_size": theirs.size,
-                }
-                for name, mine, theirs, diff in drifted
-            ],
         )
         return
     for i, (name, mine, theirs, diff) in enumerate(drifted):
         yield ctx.finding(
-            "LY003",
+            evidence={
+                "struct": name.removeprefix("struct "),
+                "difference": diff[0],
+                "differences": diff[:20],
+                "module_size": mine.size,
+                "kernel_size": theirs.size,
+                "kernel_source": kernel_source,
+                "hint": _hint(ctx),
+            },
             order=(i,),
-            struct=name.removeprefix("struct "),
-            difference=diff[0],
-            differences=diff[:20],
-            module_size=mine.size,
-            kernel_size=theirs.size,
-            kernel_source=kernel_source,
-            hint=_hint(ctx),
         )
 
 
@@ -541,22 +556,24 @@ def structs_not_comparable(ctx: CheckContext) -> Iterator[Finding]:
         return
     if ctx.target.types is None:
         yield ctx.finding(
-            "LY004",
-            count=len(names),
-            structs=", ".join(names[:10]),
-            why="the kernel's layouts are not available"
-            + (f" ({ctx.target.layout_gap})" if ctx.target.layout_gap else ""),
+            evidence={
+                "count": len(names),
+                "structs": ", ".join(names[:10]),
+                "why": "the kernel's layouts are not available"
+                + (f" ({ctx.target.layout_gap})" if ctx.target.layout_gap else ""),
+            }
         )
         return
     missing = [n for n in names if theirs.get(n) is None]
     if missing:
         yield ctx.finding(
-            "LY004",
-            count=len(missing),
-            structs=", ".join(missing[:10]),
-            why="the kernel's type source does not describe them (the module's own "
-            "types, kernel types no built-in code uses, or headers outside the target's "
-            "include path)",
+            evidence={
+                "count": len(missing),
+                "structs": ", ".join(missing[:10]),
+                "why": "the kernel's type source does not describe them (the module's own "
+                "types, kernel types no built-in code uses, or headers outside the target's "
+                "include path)",
+            }
         )
 
 
@@ -577,7 +594,7 @@ def layouts_not_checked(ctx: CheckContext) -> Iterator[Finding]:
         )
     else:
         remedy = "Give the kernel's BTF: --vmlinux /boot/vmlinuz-R (or a -dbg vmlinux)"
-    yield ctx.finding("LY005", why=why, remedy=remedy)
+    yield ctx.finding(evidence={"why": why, "remedy": remedy})
 
 
 def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:

@@ -34,10 +34,11 @@ def module_layout_mismatch(ctx: CheckContext) -> Iterator[Finding]:
     outcome, kernel_crc, module_crc = _module_layout(ctx)
     if outcome == "mismatch":
         yield ctx.finding(
-            "MV004",
-            symbol="module_layout",
-            module_crc=_hex(module_crc),
-            kernel_crc=_hex(kernel_crc),
+            evidence={
+                "symbol": "module_layout",
+                "module_crc": _hex(module_crc),
+                "kernel_crc": _hex(kernel_crc),
+            }
         )
 
 
@@ -55,15 +56,16 @@ def modversions_missing(ctx: CheckContext) -> Iterator[Finding]:
     name = ctx.module.this_module.name if ctx.module.this_module else ctx.module.name
     if ctx.force_load:
         yield ctx.finding(
-            "MV003",
+            evidence={"first_symbol": first},
             effect=Effect.TAINT,
             taint="F",
             stage="modstruct_version",
-            first_symbol=first,
             kernel_says=f"{name}: {first}: kernel tainted.",
         )
     else:
-        yield ctx.finding("MV003", stage="modstruct_version", first_symbol=first, kernel_says="")
+        yield ctx.finding(
+            evidence={"first_symbol": first}, stage="modstruct_version", kernel_says=""
+        )
 
 
 @check("MV005")
@@ -74,14 +76,15 @@ def modversions_one_side(ctx: CheckContext) -> Iterator[Finding]:
     module_has = "modversions" in (ctx.module.info("vermagic") or "").split()
     # After VM001, which carries the kernel's own line: MV005 says why the strings differ.
     yield ctx.finding(
-        "MV005",
+        evidence={
+            "module_vermagic": ctx.module.info("vermagic"),
+            "kernel_vermagic": ctx.target.vermagic,
+            "module_side": "with" if module_has else "without",
+            "kernel_side": "with" if ctx.modversions else "without",
+            "has_versions_section": ctx.module.versions is not None,
+        },
         order=(1,),
         kernel_says="",
-        module_vermagic=ctx.module.info("vermagic"),
-        kernel_vermagic=ctx.target.vermagic,
-        module_side="with" if module_has else "without",
-        kernel_side="with" if ctx.modversions else "without",
-        has_versions_section=ctx.module.versions is not None,
     )
 
 
@@ -127,33 +130,35 @@ def crc_mismatch(ctx: CheckContext) -> Iterator[Finding]:
         # says so; the evidence keeps every symbol for whoever wants the list.
         names = [r.symbol.name for r, _ in mismatches]
         yield ctx.finding(
-            "MV001",
+            evidence={
+                "count": len(mismatches),
+                "shown": shown(names),
+                "because": " and ".join(because),
+                "symbols": names,
+                "mismatches": [
+                    {
+                        "symbol": r.symbol.name,
+                        "module_crc": _hex(r.module_crc),
+                        "kernel_crc": _hex(provider.export.crc),
+                        "owner": provider.name,
+                    }
+                    for r, provider in mismatches
+                ],
+            },
             variant="message_grouped",
             order=(mismatches[0][0].symbol.index, 2),
             kernel_says="",
-            count=len(mismatches),
-            shown=shown(names),
-            because=" and ".join(because),
-            symbols=names,
-            mismatches=[
-                {
-                    "symbol": r.symbol.name,
-                    "module_crc": _hex(r.module_crc),
-                    "kernel_crc": _hex(provider.export.crc),
-                    "owner": provider.name,
-                }
-                for r, provider in mismatches
-            ],
         )
         return
     for r, provider in mismatches:
         yield ctx.finding(
-            "MV001",
+            evidence={
+                "symbol": r.symbol.name,
+                "module_crc": _hex(r.module_crc),
+                "kernel_crc": _hex(provider.export.crc),
+                "owner": provider.name,
+            },
             order=(r.symbol.index, 2),
-            symbol=r.symbol.name,
-            module_crc=_hex(r.module_crc),
-            kernel_crc=_hex(provider.export.crc),
-            owner=provider.name,
         )
 
 
@@ -170,26 +175,28 @@ def missing_entry(ctx: CheckContext) -> Iterator[Finding]:
     outcome, kernel_crc, _ = _module_layout(ctx)
     if outcome == "missing-entry":
         yield ctx.finding(
-            "MV002",
+            evidence={
+                "symbol": "module_layout",
+                "kernel_crc": _hex(kernel_crc),
+                "owner": "vmlinux",
+                "behaviour": behaviour,
+                "distribution": ctx.distribution["name"],
+            },
             effect=effect,
             stage="modstruct_version",
-            symbol="module_layout",
-            kernel_crc=_hex(kernel_crc),
-            owner="vmlinux",
-            behaviour=behaviour,
-            distribution=ctx.distribution["name"],
         )
     for r in resolve(ctx):
         if r.version == "missing-entry" and r.provider is not None:
             yield ctx.finding(
-                "MV002",
+                evidence={
+                    "symbol": r.symbol.name,
+                    "kernel_crc": _hex(r.provider.export.crc),
+                    "owner": r.provider.name,
+                    "behaviour": behaviour,
+                    "distribution": ctx.distribution["name"],
+                },
                 effect=effect,
                 order=(r.symbol.index, 2),
-                symbol=r.symbol.name,
-                kernel_crc=_hex(r.provider.export.crc),
-                owner=r.provider.name,
-                behaviour=behaviour,
-                distribution=ctx.distribution["name"],
             )
 
 
@@ -202,12 +209,10 @@ def exports_without_crc(ctx: CheckContext) -> Iterator[Finding]:
     effect = Effect.TAINT if ctx.force_load else Effect.REFUSE
     says = f"{name}: no versions for exported symbols: kernel tainted." if ctx.force_load else ""
     yield ctx.finding(
-        "MV006",
+        evidence={"symbols": list(m.exports_without_crc), "count": len(m.exports_without_crc)},
         effect=effect,
         taint="F" if ctx.force_load else None,
         kernel_says=says,
-        symbols=list(m.exports_without_crc),
-        count=len(m.exports_without_crc),
     )
 
 
@@ -216,5 +221,9 @@ def versions_malformed(ctx: CheckContext) -> Iterator[Finding]:
     tail = ctx.module.versions_size % RECORD_SIZE
     if ctx.module.versions is not None and tail:
         yield ctx.finding(
-            "MV007", sh_size=ctx.module.versions_size, tail=tail, records=len(ctx.module.versions)
+            evidence={
+                "sh_size": ctx.module.versions_size,
+                "tail": tail,
+                "records": len(ctx.module.versions),
+            }
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any, cast
 
 from abicheck.checks import check
 from abicheck.context import CheckContext
@@ -93,7 +92,8 @@ def unknown_parameter(ctx: CheckContext) -> Iterator[Finding]:
     for i, (name, _value) in enumerate(ctx.run.assumptions.params_for(ctx.module.name)):
         if name not in declared and name not in ("async_probe", "dyndbg"):
             yield ctx.finding(
-                "PA001", order=(i,), param=name, declared=", ".join(sorted(declared)) or "none"
+                evidence={"param": name, "declared": ", ".join(sorted(declared)) or "none"},
+                order=(i,),
             )
 
 
@@ -113,16 +113,18 @@ def invalid_parameter_value(ctx: CheckContext) -> Iterator[Finding]:
                 else None
             )
             yield ctx.finding(
-                "PA002",
+                evidence={
+                    "param": name,
+                    "value": value or "",
+                    "type": ptype,
+                    "problem": problem,
+                    "hint": _HINTS.get(
+                        ptype, f"an integer in {ptype}'s range (decimal, 0x hex, 0 octal)"
+                    ),
+                },
                 order=(i,),
-                param=name,
-                value=value or "",
-                type=ptype,
-                problem=problem,
                 errno=errno,
-                hint=_HINTS.get(ptype, f"an integer in {ptype}'s range (decimal, 0x hex, 0 octal)"),
-                # Any: mypy would match a dict[str, str] against every keyword parameter
-                **cast(dict[str, Any], {"kernel_says": says} if says else {}),
+                kernel_says=says,
             )
 
 
@@ -131,7 +133,7 @@ def parameter_unchecked(ctx: CheckContext) -> Iterator[Finding]:
     declared = _declared(ctx)
     for i, (name, _value) in enumerate(ctx.run.assumptions.params_for(ctx.module.name)):
         if name in declared and not declared[name]:
-            yield ctx.finding("PA003", order=(i,), param=name, effect=Effect.NONE)
+            yield ctx.finding(evidence={"param": name}, order=(i,), effect=Effect.NONE)
 
 
 def _declared(ctx: CheckContext) -> dict[str, str]:

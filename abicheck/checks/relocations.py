@@ -18,25 +18,27 @@ def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
     for i, rs in enumerate(ctx.module.relocation_sections):
         if rs.sh_type == SHT_REL:
             yield ctx.finding(
-                "RL001",
+                evidence={
+                    "section": rs.name,
+                    "target": rs.target,
+                    "r_type": 9,
+                    "type_name": "SHT_REL section",
+                    "arch": ctx.target.arch,
+                },
                 order=(i,),
-                section=rs.name,
-                target=rs.target,
-                r_type=9,
-                type_name="SHT_REL section",
-                arch=ctx.target.arch,
                 kernel_says=f"module {ctx.module.name}: REL relocation unsupported",
             )
             continue
         for r_type in sorted(rs.types - known.keys()):
             yield ctx.finding(
-                "RL001",
+                evidence={
+                    "section": rs.name,
+                    "target": rs.target,
+                    "r_type": r_type,
+                    "type_name": "unknown",
+                    "arch": ctx.target.arch,
+                },
                 order=(i, r_type),
-                section=rs.name,
-                target=rs.target,
-                r_type=r_type,
-                type_name="unknown",
-                arch=ctx.target.arch,
             )
 
 
@@ -56,13 +58,14 @@ def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
                 exp = (ctx.target.exports or {}).get(symbol)
                 kind = f"exported by {exp.owner}" if exp else "undefined"
             yield ctx.finding(
-                "RL002",
+                evidence={
+                    "section": rs.target,
+                    "r_offset": r_offset,
+                    "r_type": 10,
+                    "type_name": names.get(10, "10"),
+                    "symbol": symbol,
+                    "where": kind,
+                },
                 order=(i, r_offset),
-                section=rs.target,
-                r_offset=r_offset,
-                r_type=10,
-                type_name=names.get(10, "10"),
-                symbol=symbol,
-                where=kind,
             )
             return  # the kernel stops at the first

@@ -48,10 +48,10 @@ def unsigned_module(ctx: CheckContext) -> Iterator[Finding]:
     if rejected:
         says, errno = rejected
         yield ctx.finding(
-            "SG001", effect=Effect.REFUSE, kernel_says=says, errno=errno, **_evidence(ctx)
+            evidence=_evidence(ctx), effect=Effect.REFUSE, kernel_says=says, errno=errno
         )
     else:
-        yield ctx.finding("SG001", stage="taint_unsigned", **_evidence(ctx))
+        yield ctx.finding(evidence=_evidence(ctx), stage="taint_unsigned")
 
 
 def _pkcs7_refusal(ctx: CheckContext, sig: ModuleSignature) -> dict[str, str] | None:
@@ -116,19 +116,17 @@ def _unsupported_crypto(ctx: CheckContext, problem: str, says: str) -> Iterator[
     rejected = _rejection(ctx, "module with unsupported crypto")
     if rejected:
         yield ctx.finding(
-            "SG002",
+            evidence={"problem": problem},
             effect=Effect.REFUSE,
-            problem=problem,
             kernel_says=says + "\n" + rejected[0],
             errno=rejected[1],
         )
     else:
         yield ctx.finding(
-            "SG002",
+            evidence={"problem": problem},
             effect=Effect.TAINT,
             taint="E",
             stage="taint_unsigned",
-            problem=problem,
             kernel_says=says,
             errno="ENOPKG",
         )
@@ -148,8 +146,7 @@ def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
         else:
             # every other error of verify_pkcs7_signature() is fatal, enforced or not
             yield ctx.finding(
-                "SG002",
-                problem=refusal["problem"],
+                evidence={"problem": refusal["problem"]},
                 kernel_says=refusal["kernel_says"],
                 errno=refusal["errno"],
             )
@@ -163,7 +160,7 @@ def signature_malformed(ctx: CheckContext) -> Iterator[Finding]:
         if "non-zero" in sig.problem
         else ""
     )
-    yield ctx.finding("SG002", problem=sig.problem, kernel_says=says)
+    yield ctx.finding(evidence={"problem": sig.problem}, kernel_says=says)
 
 
 @check("SG003")
@@ -180,11 +177,12 @@ def signature_key(ctx: CheckContext) -> Iterator[Finding]:
         "does (give --trusted-keys to decide)"
     )
     yield ctx.finding(
-        "SG003",
-        signer=sig.signer or "(unknown)",
-        key_id=sig.key_id or "(none)",
-        hash_algo=sig.hash_algo or "(unknown)",
-        trust=trust,
+        evidence={
+            "signer": sig.signer or "(unknown)",
+            "key_id": sig.key_id or "(none)",
+            "hash_algo": sig.hash_algo or "(unknown)",
+            "trust": trust,
+        }
     )
 
 
@@ -212,15 +210,14 @@ def signature_key_unknown(ctx: CheckContext) -> Iterator[Finding]:
     rejected = _rejection(ctx, reason)
     if rejected:
         yield ctx.finding(
-            "SG004",
+            evidence=facts,
             effect=Effect.REFUSE,
             stage="signature",
             kernel_says=rejected[0],
             errno=rejected[1],
-            **facts,
         )
     else:
-        yield ctx.finding("SG004", **facts)
+        yield ctx.finding(evidence=facts)
 
 
 @check("SG005")
@@ -233,4 +230,6 @@ def signature_invalid(ctx: CheckContext) -> Iterator[Finding]:
         or not ctx.target.enabled("MODULE_SIG")
     ):
         return
-    yield ctx.finding("SG005", signer=sig.signer or "(unknown)", detail=sig.verified_by or "")
+    yield ctx.finding(
+        evidence={"signer": sig.signer or "(unknown)", "detail": sig.verified_by or ""}
+    )

@@ -28,7 +28,7 @@ def unknown_symbol(ctx: CheckContext) -> Iterator[Finding]:
         return
     for r in resolve(ctx):
         if r.provider is None and r.hidden_gpl is None and not r.ignored:
-            yield ctx.finding("SY001", order=(r.symbol.index, 0), symbol=r.symbol.name)
+            yield ctx.finding(evidence={"symbol": r.symbol.name}, order=(r.symbol.index, 0))
 
 
 @check("SY002")
@@ -38,11 +38,8 @@ def invalid_section_index(ctx: CheckContext) -> Iterator[Finding]:
         return
     for sym in m.bad_shndx:
         yield ctx.finding(
-            "SY002",
+            evidence={"symbol": sym.name, "st_shndx": sym.st_shndx, "max": m.header.e_shnum - 1},
             order=(sym.index, 0),
-            symbol=sym.name,
-            st_shndx=sym.st_shndx,
-            max=m.header.e_shnum - 1,
         )
 
 
@@ -50,7 +47,7 @@ def invalid_section_index(ctx: CheckContext) -> Iterator[Finding]:
 def common_symbol(ctx: CheckContext) -> Iterator[Finding]:
     for sym in ctx.module.common:
         if sym.st_shndx == SHN_COMMON and not sym.name.startswith("__gnu_lto"):
-            yield ctx.finding("SY003", order=(sym.index, 0), symbol=sym.name)
+            yield ctx.finding(evidence={"symbol": sym.name}, order=(sym.index, 0))
 
 
 @check("GP001")
@@ -60,11 +57,12 @@ def gpl_only_symbol(ctx: CheckContext) -> Iterator[Finding]:
     for r in resolve(ctx):
         if r.hidden_gpl is not None and not r.ignored:
             yield ctx.finding(
-                "GP001",
+                evidence={
+                    "symbol": r.symbol.name,
+                    "license": ctx.module.info("license") or "unspecified",
+                    "owner": r.hidden_gpl.name,
+                },
                 order=(r.symbol.index, 0),
-                symbol=r.symbol.name,
-                license=ctx.module.info("license") or "unspecified",
-                owner=r.hidden_gpl.name,
             )
 
 
@@ -77,16 +75,15 @@ def proprietary_provider(ctx: CheckContext) -> Iterator[Finding]:
             continue
         if r.proprietary_provider == "refuse":
             yield ctx.finding(
-                "GP002", order=(r.symbol.index, 1), symbol=r.symbol.name, owner=r.provider.name
+                evidence={"symbol": r.symbol.name, "owner": r.provider.name},
+                order=(r.symbol.index, 1),
             )
         elif not is_proprietary(ctx.module):
             yield ctx.finding(
-                "GP002",
+                evidence={"symbol": r.symbol.name, "owner": r.provider.name},
                 order=(r.symbol.index, 1),
                 effect=Effect.TAINT,
                 taint="P",
-                symbol=r.symbol.name,
-                owner=r.provider.name,
                 kernel_says=f"{ctx.module.name}: module uses symbols "
                 f"{r.symbol.name} from proprietary module {r.provider.name}, "
                 "inheriting taint.",
@@ -107,13 +104,14 @@ def namespace_not_imported(ctx: CheckContext) -> Iterator[Finding]:
         ):
             continue  # check_version() failed first; the namespace is never looked at
         yield ctx.finding(
-            "NS001",
+            evidence={
+                "symbol": r.symbol.name,
+                "namespace": r.provider.export.namespace,
+                "owner": r.provider.name,
+                "imported": ctx.module.info_all("import_ns"),
+            },
             order=(r.symbol.index, 3),
             effect=Effect.WARN if allow else Effect.REFUSE,
-            symbol=r.symbol.name,
-            namespace=r.provider.export.namespace,
-            owner=r.provider.name,
-            imported=ctx.module.info_all("import_ns"),
         )
 
 
@@ -131,13 +129,14 @@ def needs_intree_module(ctx: CheckContext) -> Iterator[Finding]:
     for owner, symbols in needed.items():
         short = owner.rsplit("/", 1)[-1]
         yield ctx.finding(
-            "DP001",
+            evidence={
+                "owner": owner,
+                "module_name": short,
+                "symbols": symbols,
+                "count": len(symbols),
+                "declared": short.replace("-", "_") in {d.replace("-", "_") for d in depends},
+            },
             order=(first[owner], 0),
-            owner=owner,
-            module_name=short,
-            symbols=symbols,
-            count=len(symbols),
-            declared=short.replace("-", "_") in {d.replace("-", "_") for d in depends},
         )
 
 
@@ -150,11 +149,12 @@ def load_order(ctx: CheckContext) -> Iterator[Finding]:
         p = r.provider or r.hidden_gpl
         if p is not None and p.kind == "run" and p.position is not None and p.position > me:
             yield ctx.finding(
-                "DP002",
+                evidence={
+                    "symbol": r.symbol.name,
+                    "provider": p.name,
+                    "provider_path": ctx.run.entries[p.position].path,
+                },
                 order=(r.symbol.index, 0),
-                symbol=r.symbol.name,
-                provider=p.name,
-                provider_path=ctx.run.entries[p.position].path,
             )
 
 
@@ -171,11 +171,8 @@ def undeclared_dependency(ctx: CheckContext) -> Iterator[Finding]:
         if p.name.replace("-", "_") not in depends:
             reported.add(p.name)
             yield ctx.finding(
-                "DP003",
+                evidence={"symbol": r.symbol.name, "provider": p.name, "depends": sorted(depends)},
                 order=(r.symbol.index, 0),
-                symbol=r.symbol.name,
-                provider=p.name,
-                depends=sorted(depends),
             )
 
 
@@ -194,14 +191,16 @@ def duplicate_export(ctx: CheckContext) -> Iterator[Finding]:
             continue  # the module's own entry in the kernel's Module.symvers
         if other.owner == "vmlinux":
             yield ctx.finding(
-                "SY004", order=(i,), symbol=exp.name, owner="vmlinux", owner_name="kernel"
+                evidence={"symbol": exp.name, "owner": "vmlinux", "owner_name": "kernel"},
+                order=(i,),
             )
         else:
             yield ctx.finding(
-                "SY004",
+                evidence={
+                    "symbol": exp.name,
+                    "owner": f"the in-tree module {other.owner} (when it is loaded)",
+                    "owner_name": owner_name,
+                },
                 order=(i,),
                 effect=Effect.WARN,
-                symbol=exp.name,
-                owner=f"the in-tree module {other.owner} (when it is loaded)",
-                owner_name=owner_name,
             )

@@ -16,19 +16,19 @@ def _modinfo_checks_apply(ctx: CheckContext) -> bool:
 @check("TN001")
 def out_of_tree(ctx: CheckContext) -> Iterator[Finding]:
     if _modinfo_checks_apply(ctx) and ctx.module.info("intree") is None:
-        yield ctx.finding("TN001")
+        yield ctx.finding()
 
 
 @check("TN002")
 def staging(ctx: CheckContext) -> Iterator[Finding]:
     if _modinfo_checks_apply(ctx) and ctx.module.info("staging") is not None:
-        yield ctx.finding("TN002")
+        yield ctx.finding()
 
 
 @check("TN003")
 def test_module(ctx: CheckContext) -> Iterator[Finding]:
     if _modinfo_checks_apply(ctx) and ctx.module.info("test") is not None:
-        yield ctx.finding("TN003")
+        yield ctx.finding()
 
 
 @check("TN004")
@@ -39,7 +39,7 @@ def retpoline(ctx: CheckContext) -> Iterator[Finding]:
         (o for o in ("MITIGATION_RETPOLINE", "RETPOLINE") if ctx.target.value(o) is not None), None
     )
     if option and ctx.target.enabled(option) and ctx.module.info("retpoline") is None:
-        yield ctx.finding("TN004", option="CONFIG_" + option)
+        yield ctx.finding(evidence={"option": "CONFIG_" + option})
 
 
 @check("TN005")
@@ -48,13 +48,12 @@ def livepatch(ctx: CheckContext) -> Iterator[Finding]:
         return
     if ctx.target.enabled("LIVEPATCH"):
         yield ctx.finding(
-            "TN005",
             effect=Effect.TAINT,
             taint="K",
             kernel_says=f"{ctx.module.name}: tainting kernel with TAINT_LIVEPATCH",
         )
     else:
-        yield ctx.finding("TN005", stage="livepatch")
+        yield ctx.finding(stage="livepatch")
 
 
 @check("LI001")
@@ -63,4 +62,4 @@ def proprietary_license(ctx: CheckContext) -> Iterator[Finding]:
         return
     license = ctx.module.info("license")
     if not license_is_gpl_compatible(license):
-        yield ctx.finding("LI001", license=license or "unspecified")
+        yield ctx.finding(evidence={"license": license or "unspecified"})

@@ -13,7 +13,7 @@ from abicheck.model import Finding
 def kernel_without_modules(ctx: CheckContext) -> Iterator[Finding]:
     if ctx.target.value("MODULES") != "y":
         yield ctx.finding(
-            "CF001", option="CONFIG_MODULES", value=ctx.target.value("MODULES") or "absent"
+            evidence={"option": "CONFIG_MODULES", "value": ctx.target.value("MODULES") or "absent"}
         )
 
 
@@ -30,4 +30,4 @@ def target_incomplete(ctx: CheckContext) -> Iterator[Finding]:
             f"(using the {ctx.generation} model)"
         )
     if missing:
-        yield ctx.finding("IN002", missing="; ".join(missing), target=ctx.target.id)
+        yield ctx.finding(evidence={"missing": "; ".join(missing), "target": ctx.target.id})

@@ -95,13 +95,14 @@ def vermagic_mismatch(ctx: CheckContext) -> Iterator[Finding]:
     # (check_modinfo() → same_magic() fails): VM001 comes first, MV005 explains it after.
     summary = ", ".join(f"{d['component']}: {d['module']} vs {d['kernel']}" for d in diffs)
     yield ctx.finding(
-        "VM001",
+        evidence={
+            "module_vermagic": ctx.module.info("vermagic"),
+            "kernel_vermagic": ctx.target.vermagic,
+            "release_compared": not skipped,
+            "differences": diffs,
+            "summary": summary,
+        },
         order=(0,),
-        module_vermagic=ctx.module.info("vermagic"),
-        kernel_vermagic=ctx.target.vermagic,
-        release_compared=not skipped,
-        differences=diffs,
-        summary=summary,
     )
 
 
@@ -111,7 +112,7 @@ def vermagic_missing(ctx: CheckContext) -> Iterator[Finding]:
         return
     if ctx.force_load:
         yield ctx.finding(
-            "VM002", effect=Effect.TAINT, taint="F", has_modinfo=bool(ctx.module.modinfo_count)
+            evidence={"has_modinfo": bool(ctx.module.modinfo_count)}, effect=Effect.TAINT, taint="F"
         )
     else:
-        yield ctx.finding("VM002", kernel_says="", has_modinfo=bool(ctx.module.modinfo_count))
+        yield ctx.finding(evidence={"has_modinfo": bool(ctx.module.modinfo_count)}, kernel_says="")

@@ -22,8 +22,9 @@ both read in 2026:
 A fleet with more kernels than a file may hold is split by :func:`documents`. The
 module and source paths are made relative to the project root (the repository), which
 is what GitHub matches against its checkout: ``uriBaseId`` ``%SRCROOT%``. A module
-outside the root (a distribution's ``/lib/modules`` tree) is made relative to the
-deepest directory holding all such modules of the run, ``uriBaseId`` ``MODULEDIR``;
+outside the root (a distribution's ``/lib/modules`` tree), or a source file outside it
+named by the module's DWARF, is made relative to the deepest directory holding all such
+paths of the run, ``uriBaseId`` ``MODULEDIR``;
 both bases are declared in ``originalUriBaseIds``, so no result carries a ``file:///``
 URI and the file stays valid when the tree moves. GitHub lists those alerts without a
 file to show them in.
@@ -57,7 +58,6 @@ from urllib.parse import quote
 from abicheck import __version__, ruledata
 from abicheck.fingerprint import (  # noqa: F401  (re-exported)
     FINGERPRINT_VERSION,
-    IDENTITY,
     fingerprint,
     identity,
 )
