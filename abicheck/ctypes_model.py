@@ -53,11 +53,11 @@ class Kind(StrEnum):
     FUNCTION = "function"
 
 
-class _Variadic(Enum):
+class Variadic(Enum):
     VARIADIC = "..."
 
 
-VARIADIC = _Variadic.VARIADIC
+VARIADIC = Variadic.VARIADIC
 """The ``...`` of a variadic function's parameter list."""
 
 R = TypeVar("R")
@@ -77,7 +77,7 @@ class CType(Generic[R]):
     size: int | None = None  # of a struct, union, enum or base; None: only declared
     target: R | None = None
     dims: tuple[int, ...] = ()  # an array's element counts, outermost first
-    params: tuple[R | _Variadic, ...] = ()
+    params: tuple[R | Variadic, ...] = ()
     qualifier: str = ""
     keyword: str = ""  # a forward declaration's "struct" or "union"
 

@@ -49,8 +49,20 @@ from elftools.dwarf.compileunit import CompileUnit
 from elftools.dwarf.die import DIE, AttributeValue
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
+from abicheck.ctypes_model import (
+    MAX_NESTING,
+    MAX_RESOLVE_DEPTH,
+    NAME_BUDGET,
+    VARIADIC,
+    CMember,
+    CType,
+    Kind,
+    Variadic,
+    c_name,
+    struct_layout,
+)
 from abicheck.errors import ModuleReadError
-from abicheck.model import Member, Section, StructLayout
+from abicheck.model import Section, StructLayout
 from abicheck.readers.compressed import DEFAULT_LIMIT, decompress, read_module_bytes, sniff
 from abicheck.readers.elf import (
     ELFMAG,
@@ -124,7 +136,6 @@ _WORD8 = (struct.Struct(">Q"), struct.Struct("<Q"))
 _MACHINE_NAMES = {62: "x64", 3: "x86", 183: "AArch64", 40: "ARM"}
 
 _STRUCT_TAGS = frozenset({"DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type"})
-_NAMED_TAGS = frozenset({"DW_TAG_base_type", "DW_TAG_typedef", "DW_TAG_unspecified_type"})
 _QUALIFIERS = {
     "DW_TAG_const_type": "const",
     "DW_TAG_volatile_type": "volatile",
@@ -134,16 +145,16 @@ _QUALIFIERS = {
 # Tags that only rename or qualify another type: sizes and layouts look through them.
 _MODIFIERS = frozenset({"DW_TAG_typedef", *_QUALIFIERS})
 _PARAM = "DW_TAG_formal_parameter"
+_KINDS = {
+    "DW_TAG_structure_type": Kind.STRUCT,
+    "DW_TAG_class_type": Kind.STRUCT,
+    "DW_TAG_union_type": Kind.UNION,
+    "DW_TAG_enumeration_type": Kind.ENUM,
+}
 _POINTERS = frozenset(
     {"DW_TAG_pointer_type", "DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"}
 )
 
-# Same bounds as the BTF reader: typedef/qualifier chains, declarator nesting, steps to
-# name one type, members of one flattened struct.
-MAX_RESOLVE_DEPTH = 32
-_MAX_NESTING = 64
-_NAME_BUDGET = 5000
-_MAX_FLAT_MEMBERS = 0xFFFF
 # DW_AT_specification / DW_AT_abstract_origin chains: a definition points to its
 # declaration, an out-of-line copy to its abstract instance; two steps in practice.
 _MAX_ORIGIN_DEPTH = 8
@@ -610,12 +621,6 @@ def _upper_bound(attr: AttributeValue) -> int:
     return attr.value
 
 
-def _join(base: str, inner: str) -> str:
-    if not inner:
-        return base
-    return base + inner if inner[0] == "[" else f"{base} {inner}"
-
-
 # -- types ---------------------------------------------------------------------------------
 
 
@@ -679,7 +684,7 @@ class _Types:
         """Element counts of each DW_TAG_subrange_type, outermost first; 0 for a
         flexible or variable-length array, as BTF has it."""
         counts = []
-        for sub in islice(_children(array), _MAX_NESTING + 1):
+        for sub in islice(_children(array), MAX_NESTING + 1):
             if sub.tag not in ("DW_TAG_subrange_type", "DW_TAG_enumeration_type"):
                 continue
             count = sub.attributes.get("DW_AT_count")
@@ -692,66 +697,70 @@ class _Types:
                 counts.append(max(_upper_bound(upper) - low + 1, 0))
             else:
                 counts.append(0)
-        if len(counts) > _MAX_NESTING:
-            raise DwarfError(f"DIE {array.offset:#x}: more than {_MAX_NESTING} dimensions")
+        if len(counts) > MAX_NESTING:
+            raise DwarfError(f"DIE {array.offset:#x}: more than {MAX_NESTING} dimensions")
         return counts or [0]
 
-    # C names
+    # the C type model (abicheck.ctypes_model builds names and layouts from these)
+
+    format = "DWARF"
+
+    def node(self, die: DIE | None) -> CType[DIE | None]:
+        """The type as the C type model knows it."""
+        if die is None:
+            return CType(Kind.VOID)
+        tag = die.tag
+        if tag == "DW_TAG_typedef":
+            return CType(Kind.TYPEDEF, _own_name(die), target=_type(die))
+        if tag in _STRUCT_TAGS or tag in ("DW_TAG_base_type", "DW_TAG_enumeration_type"):
+            size = die.attributes.get("DW_AT_byte_size")
+            known = size.value if size is not None and not _is_declaration(die) else None
+            return CType(_KINDS.get(tag, Kind.BASE), _own_name(die), known)
+        if tag in _POINTERS:
+            return CType(Kind.POINTER, target=_type(die))
+        if tag in _QUALIFIERS:
+            return CType(Kind.QUALIFIER, target=_type(die), qualifier=_QUALIFIERS[tag])
+        if tag == "DW_TAG_array_type":
+            return CType(Kind.ARRAY, target=_type(die), dims=tuple(self.dimensions(die)))
+        if tag == "DW_TAG_subroutine_type":
+            return CType(Kind.FUNCTION, target=_type(die), params=self._params(die))
+        if tag == "DW_TAG_unspecified_type":
+            return CType(Kind.BASE, _own_name(die))
+        # what C has no declarator for (DW_TAG_ptr_to_member_type): known by its tag
+        return CType(Kind.BASE, _own_name(die) or cast(str, tag))  # a DIE's tag is a name
+
+    def _params(self, proto: DIE) -> tuple[DIE | Variadic | None, ...]:
+        params: list[DIE | Variadic | None] = []
+        for param in islice(_children(proto), NAME_BUDGET + 1):
+            if param.tag == "DW_TAG_formal_parameter":
+                params.append(_type(param))
+            elif param.tag == "DW_TAG_unspecified_parameters":
+                params.append(VARIADIC)
+        if len(params) > NAME_BUDGET:
+            raise DwarfError(f"DIE {proto.offset:#x}: too many parameters (corrupt DWARF?)")
+        return tuple(params)
+
+    def key(self, die: DIE | None) -> int:
+        return die.offset if die is not None else -1
+
+    def fail(self, die: DIE | None, problem: str) -> DwarfError:
+        where = f"DIE {die.offset:#x}" if die is not None else "a type"
+        return DwarfError(f"{where}: {problem}")
+
+    def type_size(self, die: DIE | None) -> int | None:
+        return self.size(die)
+
+    def type_name(self, die: DIE | None) -> str:
+        return self.name(die)
 
     def name(self, die: DIE | None) -> str:
         """A C-like name: ``unsigned int``, ``struct list_head``, ``char[56]``,
         ``const char *``, ``int (*)(void)``, ``union {...}`` for an anonymous union."""
-        key = die.offset if die is not None else -1
+        key = self.key(die)
         found = self._names.get(key)
         if found is None:
-            found = self._names[key] = self._declare(die, "", 0, [_NAME_BUDGET])
+            found = self._names[key] = c_name(self, die)
         return found
-
-    def _declare(self, die: DIE | None, inner: str, depth: int, budget: list[int]) -> str:
-        """C declaration of ``die`` around the declarator ``inner`` (C's inside-out
-        rule: ``char *[4]`` is an array of pointers, ``char (*)[4]`` a pointer to one)."""
-        budget[0] -= 1
-        if depth > _MAX_NESTING or budget[0] < 0:
-            where = f"DIE {die.offset:#x}" if die is not None else "a type"
-            raise DwarfError(f"{where}: types nest too deep (a loop in corrupt DWARF?)")
-        if die is None:
-            return _join("void", inner)
-        tag = die.tag
-        if tag in _NAMED_TAGS:
-            return _join(_own_name(die), inner)
-        if tag in _STRUCT_TAGS or tag == "DW_TAG_enumeration_type":
-            keyword = {"DW_TAG_union_type": "union", "DW_TAG_enumeration_type": "enum"}
-            return _join(f"{keyword.get(tag, 'struct')} {_own_name(die) or '{...}'}", inner)
-        if tag in _POINTERS:
-            target = _type(die)
-            if target is not None and target.tag in ("DW_TAG_array_type", "DW_TAG_subroutine_type"):
-                return self._declare(target, f"(*{inner})", depth + 1, budget)
-            return self._declare(target, "*" + inner, depth + 1, budget)
-        if tag in _QUALIFIERS:
-            qualifier, target = _QUALIFIERS[tag], _type(die)
-            if target is not None and target.tag in _POINTERS:
-                # the pointer itself is qualified: char *const
-                return self._declare(target, f"{qualifier} {inner}".rstrip(), depth + 1, budget)
-            return f"{qualifier} " + self._declare(target, inner, depth + 1, budget)
-        if tag == "DW_TAG_array_type":
-            dims = "".join(f"[{n}]" for n in self.dimensions(die))
-            return self._declare(_type(die), f"{inner}{dims}", depth + 1, budget)
-        if tag == "DW_TAG_subroutine_type":
-            params = self._params(die, depth, budget)
-            return self._declare(_type(die), f"{inner}({params})", depth + 1, budget)
-        return _join(_own_name(die) or cast(str, tag), inner)  # a DIE's tag is a name
-
-    def _params(self, proto: DIE, depth: int, budget: list[int]) -> str:
-        names = []
-        for param in _children(proto):
-            budget[0] -= 1
-            if budget[0] < 0:
-                raise DwarfError(f"DIE {proto.offset:#x}: too many parameters (corrupt DWARF?)")
-            if param.tag == "DW_TAG_formal_parameter":
-                names.append(self._declare(_type(param), "", depth + 1, budget))
-            elif param.tag == "DW_TAG_unspecified_parameters":
-                names.append("...")
-        return ", ".join(names) or "void"
 
     # layouts
 
@@ -763,31 +772,20 @@ class _Types:
         """
         if not _is_complete_struct(die):
             raise DwarfError(f"DIE {die.offset:#x} is not a complete struct or union")
-        walk = self._members(die, 0, flatten, [die.offset])
-        members = tuple(islice(walk, _MAX_FLAT_MEMBERS + 1))
-        if len(members) > _MAX_FLAT_MEMBERS:
-            raise DwarfError(f"DIE {die.offset:#x}: more than {_MAX_FLAT_MEMBERS} members")
-        size = die.attributes["DW_AT_byte_size"].value
-        return StructLayout(_own_name(die), size, members, self.source)
+        return struct_layout(self, die, self.source, flatten)
 
-    def _members(
-        self, die: DIE, base_bits: int, flatten: bool, path: list[int]
-    ) -> Iterator[Member]:
-        for child in _children(die):
+    def struct_members(self, die: DIE | None) -> Iterator[CMember[DIE | None]]:
+        for child in _children(cast(DIE, die)):  # the model asks only of structs
             if child.tag != "DW_TAG_member":
                 continue  # nested type definitions, static members
-            name = _own_name(child)
             member_type = _type(child)
-            bit_offset = base_bits + self._bit_offset(child, member_type)
-            if flatten and not name:
-                inner = self.resolve(member_type)
-                if inner is not None and inner.tag in _STRUCT_TAGS:
-                    # C cannot nest a struct in itself; corrupt DWARF can
-                    if inner.offset in path or len(path) > _MAX_NESTING:
-                        raise DwarfError(f"DIE {inner.offset:#x}: anonymous members nest in a loop")
-                    yield from self._members(inner, bit_offset, flatten, [*path, inner.offset])
-                    continue
-            yield self._member(child, name, member_type, bit_offset)
+            bit_size = child.attributes.get("DW_AT_bit_size")
+            yield CMember(
+                _own_name(child),
+                member_type,
+                self._bit_offset(child, member_type),
+                bit_size.value if bit_size is not None else 0,
+            )
 
     def _bit_offset(self, member: DIE, member_type: DIE | None) -> int:
         """Bits from the start of the struct to the member's first bit."""
@@ -805,20 +803,6 @@ class _Types:
         if not member.dwarfinfo.config.little_endian:
             return location + msb_offset
         return location + unit * 8 - msb_offset - attrs["DW_AT_bit_size"].value
-
-    def _member(self, die: DIE, name: str, member_type: DIE | None, bit_offset: int) -> Member:
-        size = self.size(member_type)
-        type_name = self.name(member_type)
-        bit_size = die.attributes.get("DW_AT_bit_size")
-        if bit_size is None:
-            return Member(name, bit_offset // 8, size, type_name)
-        # Like pahole and the BTF reader: the offset of the storage unit of the
-        # bitfield's type that holds it, and the bit position inside that unit.
-        unit = size or 1
-        offset = bit_offset // (unit * 8) * unit
-        if bit_offset + bit_size.value > (offset + unit) * 8:
-            offset = bit_offset // 8  # a packed bitfield that straddles units
-        return Member(name, offset, size, type_name, bit_offset - offset * 8, bit_size.value)
 
 
 def _units(dwarf: DWARFInfo, name: str) -> Iterator[CompileUnit]:
