@@ -17,6 +17,7 @@ import shutil
 import struct
 import subprocess
 import time
+from dataclasses import replace
 
 import pytest
 from conftest import CACHE, REPO, built, kernel
@@ -438,6 +439,29 @@ def test_vmlinux_struct_module_matches_btf(testdata, dbg_vmlinux):
     # and the module built against these headers agrees
     module = types_of(hello(testdata, roles[0])).struct_module()
     assert members(module) == members(layout)
+
+
+@pytest.mark.debian
+@pytest.mark.slow
+@pytest.mark.parametrize("flatten", [False, True])
+@pytest.mark.parametrize("struct_name", ["module", "task_struct", "kernel_param"])
+def test_btf_and_dwarf_build_one_model(testdata, dbg_vmlinux, struct_name, flatten):
+    """Both readers only build abicheck.ctypes_model nodes; naming, flattening and
+    bitfield units are the model's, so the same kernel's BTF and DWARF agree exactly:
+    every member's name, offset, size, C type name and bit position."""
+    roles = [
+        role
+        for role, k in testdata["kernels"].items()
+        if k["release"] == dbg_vmlinux["release"] and k.get("vmlinuz")
+    ]
+    if not roles:
+        pytest.skip(f"no vmlinuz of {dbg_vmlinux['release']} in the test data")
+    btf = btf_from_file(kernel(testdata, roles[0])["vmlinuz"])
+    from_btf = btf.struct_layout(struct_name, "same", flatten=flatten)
+    from_dwarf = vmlinux_struct(dbg_vmlinux["vmlinux"], struct_name, flatten=flatten)
+    assert replace(from_dwarf, source="same") == from_btf
+    if struct_name == "task_struct":  # its sched_* flags: pahole-style bitfield units
+        assert any(m.bit_size for m in from_btf.members)
 
 
 @pytest.mark.debian

@@ -224,4 +224,5 @@ def test_a_new_violation_fails(graph: dict[str, set[str]], importer: str, import
 def test_a_new_cycle_fails(graph: dict[str, set[str]]) -> None:
     changed = {k: set(v) for k, v in graph.items()}
     changed["abicheck.model"].add("abicheck.readers.elf")  # readers import model
-    assert unit_cycles(changed, KNOWN_VIOLATIONS) == [["model", "readers"]]
+    # and readers import ctypes_model, which imports model: one cycle through all three
+    assert unit_cycles(changed, KNOWN_VIOLATIONS) == [["ctypes_model", "model", "readers"]]

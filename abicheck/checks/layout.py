@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from abicheck import ruledata
 from abicheck.checks import check
 from abicheck.checks.modversions import another_kernel, shown
 from abicheck.context import CheckContext, license_is_gpl_compatible
+from abicheck.ctypes_model import Arch, relayout
 from abicheck.model import Effect, Finding, GuardedMember, KernelTypeSource, Member, StructLayout
 from abicheck.readers.elf import SHF_ALLOC
 
@@ -274,51 +276,17 @@ def _span_candidates(
     for names in blocks.values():
         if any(n in names for n in observed):
             continue
-        laid = _relayout(kernel, set(names))
+        laid = relayout(_arch(), kernel, set(names))
         if all(laid.get(n) == off for n, off in observed.items()):
             found.extend(m for m in kernel.members if m.name in names)
     return found
 
 
-def _natural_alignment(m: Member) -> int:
-    t = m.type_name
-    if "*" in t:
-        return 8
-    if t.endswith("]"):
-        element = t[: t.index("[")].strip()
-        return _natural_alignment(Member("", 0, _scalar_size(element), element))
-    size = m.size or 8
-    if t.startswith(("struct ", "union ")):
-        return 8 if size >= 8 else 4
-    return min(8, 1 << (size.bit_length() - 1)) if size else 1
-
-
-def _scalar_size(t: str) -> int:
-    if "char" in t or t in ("bool", "u8", "s8", "__u8"):
-        return 1
-    if "short" in t or t in ("u16", "s16"):
-        return 2
-    if "long" in t or t in ("u64", "s64", "size_t"):
-        return 8
-    return 4
-
-
-def _relayout(kernel: StructLayout, removed: set[str]) -> dict[str, int]:
-    offsets: dict[str, int] = {}
-    cursor, prev_end = 0, 0
-    for m in kernel.members:
-        natural = _natural_alignment(m)
-        gap = m.offset - prev_end
-        align = natural
-        if gap >= natural and m.offset % 64 == 0:  # padding natural alignment can't explain
-            align = 64
-        prev_end = m.offset + (m.size or 0)
-        if m.name in removed:
-            continue
-        cursor = (cursor + align - 1) // align * align
-        offsets[m.name] = cursor
-        cursor += m.size or 0
-    return offsets
+@cache
+def _arch(name: str = "x86_64") -> Arch:
+    """The C ABI to lay struct module out again with. The layouts carry no architecture
+    yet, and every target read today is x86-64; the arm64 work passes the target's."""
+    return Arch.from_data(ruledata.arch_data()[name])
 
 
 # -- the checks ------------------------------------------------------------------------------

@@ -23,10 +23,18 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
-from itertools import islice
 from typing import NamedTuple
 
-from abicheck.model import Member, StructLayout
+from abicheck.ctypes_model import (
+    MAX_RESOLVE_DEPTH,
+    VARIADIC,
+    CMember,
+    CType,
+    Kind,
+    c_name,
+    struct_layout,
+)
+from abicheck.model import StructLayout
 from abicheck.readers.elf import ELFMAG, SHT_NOBITS, ElfImage
 
 BTF_MAGIC = 0xEB9F
@@ -127,17 +135,6 @@ _QUALIFIERS = {
     BTF_KIND_VOLATILE: "volatile",
     BTF_KIND_RESTRICT: "restrict",
 }
-
-# libbpf stops resolving after 32 steps (MAX_RESOLVE_DEPTH); real chains are far shorter,
-# so a longer one is a loop in a corrupt file.
-MAX_RESOLVE_DEPTH = 32
-# Nesting of declarators and anonymous members: deeper than C code gets, finite.
-_MAX_NESTING = 64
-# Steps to name one type; the longest kernel function-pointer types take a few dozen.
-_NAME_BUDGET = 5000
-# Members of one flattened struct: as many as one struct can hold (vlen is 16 bits);
-# corrupt BTF can nest anonymous members so that their number doubles at each level.
-_MAX_FLAT_MEMBERS = 0xFFFF
 
 # determine_ptr_size() in libbpf: BTF does not say how wide a pointer is, the C "long"
 # of the same compilation does.
@@ -478,75 +475,60 @@ class Btf:
                 return None
         raise BtfError(f"type id {start}: reference chain longer than {MAX_RESOLVE_DEPTH}")
 
-    # -- C names ------------------------------------------------------------------------
+    # -- the C type model (abicheck.ctypes_model builds names and layouts from these) ---
+
+    format = "BTF"
+
+    def node(self, type_id: int) -> CType[int]:
+        """The type as the C type model knows it."""
+        if type_id == 0:
+            return CType(Kind.VOID)
+        words, o, info, size_or_type = self._record(type_id)
+        kind, kind_flag = info >> 24 & 0x1F, info >> 31
+        name = self.string(words[o])
+        if kind in (BTF_KIND_STRUCT, BTF_KIND_UNION):
+            return CType(Kind.STRUCT if kind == BTF_KIND_STRUCT else Kind.UNION, name, size_or_type)
+        if kind in (BTF_KIND_ENUM, BTF_KIND_ENUM64):
+            return CType(Kind.ENUM, name, size_or_type)
+        if kind == BTF_KIND_FWD:
+            return CType(Kind.FWD, name, keyword=_tag_keyword(kind, kind_flag))
+        if kind == BTF_KIND_PTR:
+            return CType(Kind.POINTER, target=size_or_type)
+        if kind == BTF_KIND_TYPEDEF:
+            return CType(Kind.TYPEDEF, name, target=size_or_type)
+        if kind in _QUALIFIERS:
+            return CType(Kind.QUALIFIER, target=size_or_type, qualifier=_QUALIFIERS[kind])
+        if kind == BTF_KIND_TYPE_TAG:
+            return CType(Kind.TAG, name, target=size_or_type)
+        if kind == BTF_KIND_ARRAY:
+            elem_type, _index_type, nelems = words[o + 3 : o + 6]
+            return CType(Kind.ARRAY, target=elem_type, dims=(nelems,))
+        if kind == BTF_KIND_FUNC_PROTO:
+            vlen = info & 0xFFFF
+            # btf_param: name_off, type; type 0 is the "..." of a variadic function
+            params = tuple(t or VARIADIC for t in self._trailer(type_id, 2 * vlen)[1::2])
+            return CType(Kind.FUNCTION, target=size_or_type, params=params)
+        size = size_or_type if kind in _SIZED else None
+        # INT and FLOAT; FUNC, VAR, DATASEC, DECL_TAG are named things, not member types
+        return CType(Kind.BASE, name, size)
+
+    def key(self, type_id: int) -> int:
+        return type_id
+
+    def fail(self, type_id: int, problem: str) -> BtfError:
+        return BtfError(f"type id {type_id}: {problem}")
 
     def type_name(self, type_id: int) -> str:
         """A C-like name: ``unsigned int``, ``struct list_head``, ``char[56]``,
         ``const char *``, ``int (*)(void)``, ``union {...}`` for an anonymous union."""
         name = self._names.get(type_id)
         if name is None:
-            name = self._names[type_id] = self._declare(type_id, "", 0, [_NAME_BUDGET])
+            name = self._names[type_id] = c_name(self, type_id)
         return name
 
-    def _declare(self, type_id: int, inner: str, depth: int, budget: list[int]) -> str:
-        """C declaration of ``type_id`` around the declarator ``inner`` (C's inside-out
-        rule: ``char *[4]`` is an array of pointers, ``char (*)[4]`` a pointer to one).
-
-        ``budget`` counts steps left: a corrupt file can make parameter lists refer to
-        each other so that the walk, though finite, would take forever.
-        """
-        budget[0] -= 1
-        if depth > _MAX_NESTING or budget[0] < 0:
-            raise BtfError(f"type id {type_id}: types nest too deep (a loop in corrupt BTF?)")
-        if type_id == 0:
-            return _join("void", inner)
-        words, o, info, size_or_type = self._record(type_id)
-        kind, kind_flag = info >> 24 & 0x1F, info >> 31
-        name = self.string(words[o])
-        if kind in (BTF_KIND_INT, BTF_KIND_FLOAT, BTF_KIND_TYPEDEF):
-            return _join(name, inner)
-        if kind in (BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_FWD, BTF_KIND_ENUM, BTF_KIND_ENUM64):
-            return _join(f"{_tag_keyword(kind, kind_flag)} {name or '{...}'}", inner)
-        if kind == BTF_KIND_PTR:
-            target = size_or_type
-            if self.kind(self._skip_type_tags(target)) in (BTF_KIND_ARRAY, BTF_KIND_FUNC_PROTO):
-                return self._declare(target, f"(*{inner})", depth + 1, budget)
-            return self._declare(target, "*" + inner, depth + 1, budget)
-        if kind in _QUALIFIERS:
-            qualifier = _QUALIFIERS[kind]
-            if self.kind(self._skip_type_tags(size_or_type)) == BTF_KIND_PTR:
-                # the pointer itself is qualified: char *const
-                inner = f"{qualifier} {inner}".rstrip()
-                return self._declare(size_or_type, inner, depth + 1, budget)
-            return f"{qualifier} " + self._declare(size_or_type, inner, depth + 1, budget)
-        if kind == BTF_KIND_TYPE_TAG:
-            return self._declare(size_or_type, inner, depth + 1, budget)
-        if kind == BTF_KIND_ARRAY:
-            elem_type, _index_type, nelems = words[o + 3 : o + 6]
-            return self._declare(elem_type, f"{inner}[{nelems}]", depth + 1, budget)
-        if kind == BTF_KIND_FUNC_PROTO:
-            params = self._params(type_id, depth, budget)
-            return self._declare(size_or_type, f"{inner}({params})", depth + 1, budget)
-        # FUNC, VAR, DATASEC, DECL_TAG: named things, not types of members
-        return _join(name, inner)
-
-    def _params(self, proto_id: int, depth: int, budget: list[int]) -> str:
-        vlen = self._record(proto_id)[2] & 0xFFFF
-        names = []
-        for param_type in self._trailer(proto_id, 2 * vlen)[1::2]:  # btf_param: name_off, type
-            # type 0 as the last parameter is the "..." of a variadic function
-            if param_type == 0:
-                names.append("...")
-            else:
-                names.append(self._declare(param_type, "", depth + 1, budget))
-        return ", ".join(names) or "void"
-
-    def _skip_type_tags(self, type_id: int) -> int:
-        for _ in range(MAX_RESOLVE_DEPTH):
-            if self.kind(type_id) != BTF_KIND_TYPE_TAG:
-                return type_id
-            type_id = self._record(type_id)[3]
-        raise BtfError(f"type id {type_id}: reference chain longer than {MAX_RESOLVE_DEPTH}")
+    def struct_members(self, type_id: int) -> Iterator[CMember[int]]:
+        for m in self.members(type_id):
+            yield CMember(m.name, m.type, m.bit_offset, m.bitfield_size)
 
     # -- structs ----------------------------------------------------------------------
 
@@ -614,40 +596,7 @@ class Btf:
         btf_type = self.type(type_id)
         if btf_type.kind not in (BTF_KIND_STRUCT, BTF_KIND_UNION):
             raise BtfError(f"type id {type_id} is a {btf_type.kind_name}, not a struct/union")
-        walk = self._layout_members(type_id, 0, flatten, [type_id])
-        members = tuple(islice(walk, _MAX_FLAT_MEMBERS + 1))
-        if len(members) > _MAX_FLAT_MEMBERS:
-            raise BtfError(f"type id {type_id}: more than {_MAX_FLAT_MEMBERS} members")
-        return StructLayout(btf_type.name, btf_type.size_or_type, members, source)
-
-    def _layout_members(
-        self, type_id: int, base_bits: int, flatten: bool, path: list[int]
-    ) -> Iterator[Member]:
-        for m in self.members(type_id):
-            bit_offset = base_bits + m.bit_offset
-            if flatten and not m.name:
-                inner = self.resolve(m.type)
-                if self.kind(inner) in (BTF_KIND_STRUCT, BTF_KIND_UNION):
-                    # C cannot nest a struct in itself; corrupt BTF can, and the nesting
-                    # could multiply members without end
-                    if inner in path or len(path) > _MAX_NESTING:
-                        raise BtfError(f"type id {inner}: anonymous members nest in a loop")
-                    yield from self._layout_members(inner, bit_offset, flatten, [*path, inner])
-                    continue
-            yield self._member(m, bit_offset)
-
-    def _member(self, m: BtfMember, bit_offset: int) -> Member:
-        size = self.type_size(m.type)
-        type_name = self.type_name(m.type)
-        if not m.bitfield_size:
-            return Member(m.name, bit_offset // 8, size, type_name)
-        # Like pahole: the offset of the storage unit of the bitfield's type that holds
-        # it, and the bit position inside that unit.
-        unit = size or 1
-        offset = bit_offset // (unit * 8) * unit
-        if bit_offset + m.bitfield_size > (offset + unit) * 8:
-            offset = bit_offset // 8  # a packed bitfield that straddles units
-        return Member(m.name, offset, size, type_name, bit_offset - offset * 8, m.bitfield_size)
+        return struct_layout(self, type_id, source, flatten)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -743,12 +692,6 @@ def _string_offsets(strings: bytes, names: tuple[str, ...]) -> set[int]:
             found.add(at + 1)
             at = strings.find(needle, at + 1)
     return found
-
-
-def _join(base: str, inner: str) -> str:
-    if not inner:
-        return base
-    return base + inner if inner[0] == "[" else f"{base} {inner}"
 
 
 def _tag_keyword(kind: int, kind_flag: int) -> str:
