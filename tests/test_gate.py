@@ -199,10 +199,16 @@ def test_directory_of_profiles_is_a_fleet():
     doc = run_cli(["check", HELLO, "-k", sample("kernels"), "--format", "json"]).json()
     assert sorted(t["release"] for t in doc["targets"]) == [
         "6.1.0-47-amd64",
+        "6.1.0-47-arm64",
         "6.1.0-47-rt-amd64",
         "6.1.0-56-amd64",
         "6.12.107+deb12-amd64",
+        "6.12.107+deb12-arm64",
     ]
+    # a fleet may mix architectures: an x86_64 module on an arm64 kernel is EL001
+    arm = [r for r in doc["results"] if r["kernel"].endswith("-arm64")]
+    assert [r["verdict"] for r in arm] == ["refused", "refused"]
+    assert all(r["findings"][0]["rule"] == "EL001" for r in arm)
 
 
 def test_upgrade_checks_extra_and_dkms_modules(tmp_path):
