@@ -196,3 +196,32 @@ def ctors_and_init_array(ctx: CheckContext) -> Iterator[Finding]:
     names = {s.name for s in ctx.module.sections if s.sh_flags & SHF_ALLOC}
     if ".ctors" in names and ".init_array" in names:
         yield ctx.finding()
+
+
+@check("EL008")
+def arch_sections_missing(ctx: CheckContext) -> Iterator[Finding]:
+    """arm64's module_frob_arch_sections(): .plt and .init.plt. Required with
+    CONFIG_ARM64_MODULE_PLTS=y, and always in kernels whose Kconfig no longer has the
+    option (it went in 6.5, when module PLTs became unconditional): the config says
+    which, so no version number is compared."""
+    required = ctx.arch.get("required_sections")
+    if not required or not ctx.elf_usable:
+        return
+    option = ctx.arch.get("required_sections_when")
+    value = ctx.target.value(option) if option else None
+    if value not in (None, "y"):
+        return  # the option exists and is off: no PLTs, nothing required
+    names = {s.name for s in ctx.module.sections}
+    missing = [s for s in required if s not in names]
+    if not missing:
+        return
+    said = ctx.arch.get("messages", {}).get("missing_sections", "")
+    yield ctx.finding(
+        evidence={
+            "missing": " and ".join(missing),
+            "arch": ctx.target.arch,
+            "srcarch": ctx.arch.get("srcarch", ctx.target.arch),
+            "why": f"CONFIG_{option}=y" if value == "y" else "always, in this kernel",
+            "said": said.format(module=ctx.module.name),
+        }
+    )

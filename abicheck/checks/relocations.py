@@ -29,8 +29,10 @@ def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
                 kernel_says=f"module {ctx.module.name}: REL relocation unsupported",
             )
             continue
+        said = ctx.arch.get("messages", {}).get("unknown_relocation")
         for r_type in sorted(rs.types - known.keys()):
             yield ctx.finding(
+                kernel_says=said.format(module=ctx.module.name, r_type=r_type) if said else None,
                 evidence={
                     "section": rs.name,
                     "target": rs.target,
@@ -47,6 +49,13 @@ def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
     if not ctx.elf_usable or not ctx.arch:
         return
     names = {int(k): v for k, v in ctx.arch.get("relocations", {}).items()}
+    r_type = int(ctx.arch.get("narrow_absolute", [10])[0])
+    messages = ctx.arch.get("messages", {})
+    remedy = messages.get(
+        "relocation_overflow_fix",
+        "Compile the object with -mcmodel=kernel (Kbuild does): it uses sign-extended "
+        "R_X86_64_32S, which can hold kernel addresses.",
+    )
     percpu = {".data..percpu"}  # per-CPU offsets are small: they fit
     for i, rs in enumerate(ctx.module.relocation_sections):
         for r_offset, symbol, where in rs.narrow:
@@ -61,11 +70,17 @@ def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
                 evidence={
                     "section": rs.target,
                     "r_offset": r_offset,
-                    "r_type": 10,
-                    "type_name": names.get(10, "10"),
+                    "r_type": r_type,
+                    "type_name": names.get(r_type, str(r_type)),
                     "symbol": symbol,
                     "where": kind,
+                    "remedy": remedy,
                 },
                 order=(i, r_offset),
+                kernel_says=messages["relocation_overflow"].format(
+                    module=ctx.module.name, r_type=r_type, symbol=symbol
+                )
+                if "relocation_overflow" in messages
+                else None,
             )
             return  # the kernel stops at the first

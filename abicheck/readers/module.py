@@ -140,8 +140,9 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None
 
 
 # Per e_machine, the relocation types that store a zero-extended 32-bit absolute address:
-# the ones that cannot hold an address in the kernel's top 2 GiB (R_X86_64_32 on x86_64).
-NARROW_ABSOLUTE = {62: frozenset({10})}
+# the ones that cannot hold a kernel address (R_X86_64_32 on x86_64, R_AARCH64_ABS32 on
+# arm64; rules/arch/*.toml `narrow_absolute` says the same for the checks).
+NARROW_ABSOLUTE = {62: frozenset({10}), 183: frozenset({258})}
 
 
 def _first_values(modinfo: tuple[tuple[str, str], ...]) -> dict[str, str]:
