@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, sample
+from conftest import REPO, run_cli, sample
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import qemu_harness as qh
@@ -43,6 +43,21 @@ def arm64_kernel(testdata: dict, role: str) -> dict:
     return kernel
 
 
+def arm64_built(testdata: dict, role: str) -> str:
+    """The folder of the modules cross-built for ``role`` (a skip when they were not)."""
+    folder = testdata.get("built", {}).get(role)
+    if folder is None:
+        pytest.skip(f"{role}'s modules not built: run `python tools/testdata.py build`")
+    return folder
+
+
+def arm64_userland(testdata: dict) -> str:
+    userland = testdata.get("userland", {}).get("arm64")
+    if userland is None:
+        pytest.skip("the arm64 userland not fetched: run `python tools/testdata.py all`")
+    return userland
+
+
 @pytest.mark.parametrize("path", sorted(glob.glob(sample("modules", "arm64", "*.ko"))))
 def test_committed_samples_are_aarch64(path):
     assert readelf_machine(path) == EM_AARCH64
@@ -59,7 +74,7 @@ def test_committed_arm64_profiles_name_the_architecture():
 @pytest.mark.parametrize(("name", "role"), BUILT, ids=[f"{r}:{n}" for n, r in BUILT])
 def test_built_modules_are_aarch64_with_arm64_vermagic(testdata, name, role):
     kernel = arm64_kernel(testdata, role)
-    path = os.path.join(testdata["built"][role], f"{name}.ko")
+    path = os.path.join(arm64_built(testdata, role), f"{name}.ko")
     assert readelf_machine(path) == EM_AARCH64
     # what scripts/mod/modpost writes from the arm64 headers' asm/vermagic.h
     assert modinfo_field(path, "vermagic").split() == [
@@ -72,7 +87,7 @@ def test_built_modules_are_aarch64_with_arm64_vermagic(testdata, name, role):
 
 
 def test_drift_struct_keeps_its_dwarf(testdata):
-    path = os.path.join(testdata["built"]["6.1-a-arm64"], "drift_struct.ko")
+    path = os.path.join(arm64_built(testdata, "6.1-a-arm64"), "drift_struct.ko")
     out = subprocess.run(["readelf", "-S", "-W", path], capture_output=True, text=True).stdout
     assert ".debug_info" in out
 
@@ -112,6 +127,8 @@ def test_referee_boots_arm64_and_loads_hello(testdata, tmp_path):
     if shutil.which("qemu-system-aarch64") is None:
         pytest.skip("qemu referee needs qemu-system-aarch64 (apt-get install qemu-system-arm)")
     kernel = arm64_kernel(testdata, "6.1-a-arm64")
+    arm64_built(testdata, "6.1-a-arm64")
+    userland = arm64_userland(testdata)
     built = testdata["built"]
     cases = [
         qh.Case("hello", [os.path.join(built["6.1-a-arm64"], "hello.ko")]),
@@ -124,7 +141,7 @@ def test_referee_boots_arm64_and_loads_hello(testdata, tmp_path):
         cases,
         log_path=str(tmp_path / "serial.log"),
         arch="arm64",
-        userland=testdata["userland"]["arm64"],
+        userland=userland,
     )
     assert doc["release"] == "6.1.0-47-arm64"
     hello, unknown = doc["results"][0], doc["results"][1]
@@ -137,3 +154,68 @@ def test_referee_boots_arm64_and_loads_hello(testdata, tmp_path):
         amd64 = doc["results"][2]
         assert not amd64["loaded"] and amd64["errno"] == ["ENOEXEC"]
         assert "Invalid architecture in ELF header: 62" in amd64["dmesg"]
+
+
+def test_prove_arm64_without_userland_names_the_packages(tmp_path):
+    """`abicheck prove` on an arm64 target from an amd64 host: the VM needs Debian's arm64
+    busybox and kmod, and the error says which packages in one line."""
+    from abicheck.prove import vm
+
+    if not vm.is_foreign("aarch64"):
+        pytest.skip("the host is arm64: its own busybox and kmod serve")
+    image = tmp_path / "vmlinuz"
+    image.write_bytes(b"\0" * 64)
+    res = run_cli(
+        [
+            "prove",
+            sample("modules", "arm64", "hello.ko"),
+            "--kernel",
+            sample("kernels", "6.1.0-47-arm64.json.gz"),
+            "--image",
+            str(image),
+        ]
+    )
+    assert res.exit_code == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert "busybox-static:arm64 kmod:arm64" in line and "qemu-system-arm" in line
+    assert "--userland DIR" in line
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_prove_boots_arm64_and_loads_hello(testdata):
+    """`abicheck prove <arm64 hello.ko> --kernel <arm64 headers> --image <arm64 Image>
+    --userland <arm64 userland>`: one TCG boot under qemu-system-aarch64, loads, OE."""
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("prove on arm64 needs qemu-system-aarch64 (apt-get install qemu-system-arm)")
+    kernel = arm64_kernel(testdata, "6.1-a-arm64")
+    built = arm64_built(testdata, "6.1-a-arm64")
+    userland = arm64_userland(testdata)
+    if "image" not in kernel:
+        pytest.skip("6.1-a-arm64's image not fetched: run `python tools/testdata.py all`")
+    res = run_cli(
+        [
+            "prove",
+            os.path.join(built, "hello.ko"),
+            "--kernel",
+            kernel["headers"],
+            "--image",
+            kernel["image"],
+            "--modules-dir",
+            kernel["modules"],
+            "--userland",
+            userland,
+            "--format",
+            "json",
+        ]
+    )
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["targets"][0]["arch"] == "aarch64"
+    assert [b["accel"] for b in doc["boots"]] == ["tcg"] and doc["boots"][0]["failure"] is None
+    assert "(Debian, arm64)" in doc["loader"]
+    (r,) = doc["results"]
+    p = r["proved"]
+    assert r["agrees"] and p["verdict"] == "loads-tainted" and p["module_taint"] == "OE"
+    assert "hello: loading out-of-tree module taints kernel." in p["kernel_lines"]
+    assert p["init_ran"] is True and p["rmmod_rc"] == 0

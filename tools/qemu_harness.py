@@ -5,6 +5,7 @@
     python tools/qemu_harness.py run --role 6.12 --case A.ko --case P.ko,C.ko -o out.json
     python tools/qemu_harness.py all -o results.json                          # every role
     python tools/qemu_harness.py cases --role 6.1-a                           # list the cases
+    python tools/qemu_harness.py run --role 6.1-a-arm64 -o arm64.json         # qemu-system-aarch64
 
 One boot per kernel runs every case. The initramfs holds a static busybox, kmod's own
 `insmod`/`rmmod` (the host's /usr/bin/kmod with the libraries `ldd` names, because kmod
@@ -12,7 +13,9 @@ is the loader abicheck's predictions assume), the modules and an /init that, per
 records what the kernel said: insmod's exit code and stderr, the new dmesg lines, the
 global taint mask before and after, and /sys/module/NAME/taint. It prints all that as
 marked lines on the serial console and powers off. Nothing from the modules or the
-kernel packages runs on the host: the host only reads their .modinfo.
+kernel packages runs on the host: the host only reads their .modinfo. An arm64 role (the
+manifest's kernels[role]["arch"]) boots under qemu-system-aarch64 with Debian's arm64
+busybox-static and kmod from the manifest's userland folder (abicheck.prove.vm.ARCHES).
 
 The test data comes from tools/testdata.py (cache: $ABICHECK_TESTDATA, else
 <repo>/.cache/testdata); built initramfs images are cached under its qemu/ folder.
@@ -33,6 +36,7 @@ sys.path.insert(0, REPO)
 from abicheck.prove import vm  # noqa: E402
 from abicheck.prove.vm import (  # noqa: E402, F401
     APPLETS,
+    ARCHES,
     BEGIN,
     BUSYBOX,
     DEFAULT_TIMEOUT,
@@ -49,11 +53,14 @@ from abicheck.prove.vm import (  # noqa: E402, F401
     Case,
     Cpio,
     add_field,
+    arch_name,
     boot,
     depends_of,
     dmesg_line,
+    elf_needs,
     escape_nonprintable,
     file_stem,
+    foreign_userland,
     guest_paths,
     index_tree,
     init_script,
@@ -77,8 +84,10 @@ from abicheck.prove.vm import (  # noqa: E402, F401
 CACHE = os.environ.get("ABICHECK_TESTDATA") or os.path.join(REPO, ".cache", "testdata")
 
 
-def build_initramfs(cases: Sequence[Case], cache: str = CACHE) -> str:
-    return vm.build_initramfs(cases, cache)
+def build_initramfs(
+    cases: Sequence[Case], cache: str = CACHE, userland: str | None = None, arch: str = ""
+) -> str:
+    return vm.build_initramfs(cases, cache, userland=userland, arch=arch)
 
 
 def run_cases(
@@ -87,8 +96,12 @@ def run_cases(
     timeout: float = DEFAULT_TIMEOUT,
     cache: str = CACHE,
     log_path: str | None = None,
+    arch: str = "amd64",
+    userland: str | None = None,
 ) -> dict:
-    return vm.run_cases(vmlinuz, cases, timeout, cache, log_path)
+    """``arch`` in Debian's naming (the manifest's) or abicheck's; ``userland``: the
+    manifest's userland folder of a foreign arch, None for the host's busybox and kmod."""
+    return vm.run_cases(vmlinuz, cases, timeout, cache, log_path, arch, userland)
 
 
 # --------------------------------------------------------------------------- standard cases
@@ -127,8 +140,33 @@ PAIRS = [("dep_provider.ko", "dep_consumer.ko"), ("dep_provider.ko", "dep_consum
 CaseSpec = tuple[str, list[tuple[str, str]], list[str]]
 
 
+# arm64 roles (tools/testdata.py BUILDS_ARM64): what was cross-built, and hello.ko from
+# another ABI/arch as the foreign cases
+ARM64_BUILT = [
+    "hello.ko",
+    "unknown_sym.ko",
+    "gplonly_user.ko",
+    "gplonly_prop.ko",
+    "ns_noimport.ko",
+    "params_mod.ko",
+]
+ARM64_FOREIGN = {
+    "6.1-a-arm64": ["6.1-b-arm64", "6.12-arm64", "6.1-a"],
+    "6.1-b-arm64": ["6.1-a-arm64"],
+    "6.12-arm64": ["6.1-a-arm64"],
+}
+
+
+def arm64_specs(role: str) -> list[CaseSpec]:
+    specs: list[CaseSpec] = [(n, [(role, n)], []) for n in ARM64_BUILT]
+    specs += [(f"hello.ko@{b}", [(b, "hello.ko")], []) for b in ARM64_FOREIGN.get(role, [])]
+    return specs
+
+
 def standard_specs(role: str) -> list[CaseSpec]:
     """The cases the tests run on one kernel role, with no paths yet (for test ids)."""
+    if role.endswith("-arm64"):
+        return arm64_specs(role)
     specs: list[CaseSpec] = []
     own = COMMON_BUILT + (ONLY_61A if role == "6.1-a" else [])
     if role in ("6.1-a", "6.12"):
@@ -187,6 +225,24 @@ def summary_line(rec: dict) -> str:
     return f"  {rec['case']:<38} {rec['kind']:<6} {verdict:<16} {taint:<10} {first[:90]}"
 
 
+def role_arch(manifest: dict, role: str) -> tuple[str, str | None]:
+    """abicheck's name for the role's architecture, and the userland folder it boots with
+    (None: the host's busybox and kmod)."""
+    arch = arch_name(manifest["kernels"][role].get("arch", "amd64"))
+    if not vm.is_foreign(arch):
+        return arch, None
+    userland = manifest.get("userland", {}).get(ARCHES[arch]["debian"])
+    if userland is None:
+        raise SystemExit(f"{role}: no userland in the manifest: {vm.userland_hint(arch)}")
+    return arch, userland
+
+
+def bootable_here(manifest: dict, role: str) -> bool:
+    """Whether the role's kernel is the host's arch, or the manifest has its userland."""
+    arch = arch_name(manifest["kernels"][role].get("arch", "amd64"))
+    return not vm.is_foreign(arch) or ARCHES[arch]["debian"] in manifest.get("userland", {})
+
+
 def run_role(
     manifest: dict, role: str, extra: Iterable[str], standard: bool, timeout: float, log_dir: str
 ) -> dict:
@@ -197,7 +253,15 @@ def run_role(
         cases.append(Case(spec, modules, intree_deps(modules, kernel["modules"])))
     log_path = os.path.join(log_dir, f"serial-{role}.log")
     print(f"{role}: booting {kernel['release']} with {len(cases)} cases", file=sys.stderr)
-    doc = run_cases(kernel["vmlinuz"], cases, timeout, log_path=log_path)
+    arch, userland = role_arch(manifest, role)
+    doc = run_cases(
+        kernel.get("image", kernel["vmlinuz"]),
+        cases,
+        timeout,
+        log_path=log_path,
+        arch=arch,
+        userland=userland,
+    )
     doc["role"] = role
     print(f"{role}: boot took {doc['boot_seconds']:.1f}s (serial log {log_path})", file=sys.stderr)
     for rec in doc["results"]:
@@ -230,8 +294,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for case in standard_cases(manifest, args.role):
             print(f"{case.name}: deps={case.deps} modules={case.modules}")
         return 0
-    if missing_tools():
-        print(f"missing: {', '.join(missing_tools())}", file=sys.stderr)
+    if args.cmd == "run":
+        roles = [args.role]
+    else:
+        roles = [r for r, k in manifest["kernels"].items() if k.get("vmlinuz")]
+        for r in [r for r in roles if not bootable_here(manifest, r)]:
+            print(
+                f"{r}: skipped ({vm.userland_hint(manifest['kernels'][r]['arch'])})",
+                file=sys.stderr,
+            )
+            roles.remove(r)
+    missing = sorted({t for r in roles for t in missing_tools(*role_arch(manifest, r))})
+    if missing:
+        print(f"missing: {', '.join(missing)}", file=sys.stderr)
         return 2
     log_dir = os.path.dirname(os.path.abspath(args.output))
     if args.cmd == "run":
@@ -239,7 +314,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_role(manifest, args.role, args.case, not args.no_standard, args.timeout, log_dir)
         ]
     else:
-        roles = [r for r, k in manifest["kernels"].items() if k.get("vmlinuz")]
         docs = [run_role(manifest, r, [], True, args.timeout, log_dir) for r in roles]
     with open(args.output, "w") as f:
         json.dump({"runs": docs}, f, indent=1)

@@ -64,6 +64,15 @@ def _image(release: str, vmlinux: str | None, image: str | None) -> str:
 @click.option(
     "--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True
 )
+@click.option(
+    "--userland",
+    default=None,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="For a kernel of another architecture than the host's (arm64 on amd64): Debian's "
+    "busybox-static, kmod and kmod's libraries of that architecture, each extracted here "
+    "with dpkg-deb -x.",
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def prove(
     modules: tuple[str, ...],
@@ -75,6 +84,7 @@ def prove(
     force: bool,
     timeout: float,
     accel: str,
+    userland: str | None,
     fmt: str,
 ) -> None:
     """Boot the --kernel in a throwaway VM, load MODULES as insmod/modprobe would, and
@@ -102,6 +112,7 @@ def prove(
             force=force,
             timeout=timeout,
             accel=accel,
+            userland=userland,
         )
         run = run_prove(request)
     except (AbicheckError, OSError) as e:

@@ -8,10 +8,16 @@ insmod/modprobe would, and set what the kernel really did beside abicheck's verd
 One boot serves every module of the request; a load that oopses or hangs ends that boot
 and the modules after it are loaded in a fresh one. The modules only ever run inside the
 VM: the host reads their .modinfo, nothing else.
+
+The VM's architecture is the target's (``KernelTarget.arch``, vm.ARCHES). A kernel of
+another architecture than the host's boots under emulation (TCG) with that
+architecture's Debian busybox-static and kmod, extracted into ``ProveRequest.userland``
+(``abicheck prove --userland DIR``); vm.userland_hint says how to get them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from collections.abc import Sequence
@@ -52,6 +58,8 @@ class ProveRequest:
     timeout: float = 120.0  # per boot, seconds
     accel: str = "auto"  # "kvm", "tcg", or "auto": kvm when /dev/kvm is usable
     cache_dir: str | None = None  # initramfs images; a temporary dir when None
+    # a foreign architecture's extracted Debian busybox-static, kmod and kmod's libraries
+    userland: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,20 @@ class ProveRun:
         return all(p.agrees for p in self.proofs)
 
 
-def check_tools() -> None:
-    missing = vm.missing_tools()
+def vm_arch(target: KernelTarget) -> str:
+    """The VM's architecture: the target's, in abicheck's naming."""
+    try:
+        return vm.arch_name(target.arch)
+    except ValueError as e:
+        raise ProveError(f"{target.release}: {e}") from None
+
+
+def check_tools(arch: str = "x86_64", userland: str | None = None) -> None:
+    if vm.is_foreign(arch) and userland is None:
+        raise ProveError(vm.userland_hint(arch))
+    if userland is not None and not os.path.isdir(userland):
+        raise ProveError(f"{userland}: no such userland folder: {vm.userland_hint(arch)}")
+    missing = vm.missing_tools(arch, userland)
     if missing:
         tool = missing[0]
         raise ProveError(
@@ -133,10 +153,27 @@ def check_tools() -> None:
         )
 
 
-def bootable_image(path: str) -> str:
-    """``path`` when it is a kernel qemu can boot; a ProveError saying why not."""
+def bootable_image(path: str, arch: str = "x86_64") -> str:
+    """``path`` when it is a kernel qemu can boot for ``arch``; a ProveError saying why not."""
     from abicheck.targets.layouts import identify_image
 
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as e:
+        raise ProveError(f"{path}: cannot read: {e.strerror or e}") from None
+    # arch/arm64/include/asm/image.h: the Image header's magic; qemu's arm64 loader also
+    # takes it gzipped (Debian's vmlinuz is the plain Image)
+    arm64 = head[56:60] == b"ARM\x64"
+    if arch == "aarch64":
+        if arm64 or head[:2] == b"\x1f\x8b":
+            return path
+        raise ProveError(
+            f"{path} is not an arm64 kernel Image: give the target's /boot/vmlinuz-RELEASE "
+            "with --image"
+        )
+    if arm64:
+        raise ProveError(f"{path} is an arm64 kernel Image, but the --kernel is {arch}")
     try:
         kind = identify_image(path).kind
     except TargetError as e:
@@ -164,21 +201,28 @@ def predict(request: ProveRequest) -> list[Result]:
 
 
 def prove(request: ProveRequest) -> ProveRun:
-    check_tools()
-    image = bootable_image(request.image)
+    arch = vm_arch(request.target)
+    check_tools(arch, request.userland)
+    image = bootable_image(request.image, arch)
     predicted = predict(request)
     accel = request.accel
     fallback = accel == "auto"
-    if accel == "auto":
+    if vm.is_foreign(arch):
+        # another architecture than the host's: only emulation runs it
+        if accel == "kvm":
+            raise ProveError(f"--accel kvm cannot run an {arch} kernel on this host: use tcg")
+        accel = "tcg"
+    elif accel == "auto":
         accel = "kvm" if vm.kvm_usable() and _kvm_starts() else "tcg"
-    run = ProveRun(request.target.release, image, loader=vm.kmod_version())
+    loader = vm.kmod_version(request.userland, arch)
+    run = ProveRun(request.target.release, image, loader=loader)
     loads: dict[str, Load] = {}
     remaining = list(request.modules)
     with tempfile.TemporaryDirectory(prefix="abicheck-prove-") as tmp:
         cache = request.cache_dir or tmp
         while remaining:
             try:
-                done = _one_boot(request, image, accel, cache, remaining, run, loads)
+                done = _one_boot(request, arch, image, accel, cache, remaining, run, loads)
             except ProveError:
                 # KVM that opens but does not run a guest (nested virtualisation): the
                 # first boot, bounded short, falls back to emulation once
@@ -213,6 +257,7 @@ def _args(request: ProveRequest, path: str) -> list[str]:
 
 def _one_boot(
     request: ProveRequest,
+    arch: str,
     image: str,
     accel: str,
     cache: str,
@@ -226,8 +271,12 @@ def _one_boot(
         "prove", list(modules), deps, {m: _args(request, m) for m in modules}, request.force
     )
     # warnings and worse on the console: an oops or a panic reaches the host
-    initramfs = vm.build_initramfs([case], cache, console_level=5)
-    command = vm.qemu_command(image, initramfs, accel=accel, extra_append="initcall_debug")
+    initramfs = vm.build_initramfs(
+        [case], cache, console_level=5, userland=request.userland, arch=arch
+    )
+    command = vm.qemu_command(
+        image, initramfs, accel=accel, extra_append="initcall_debug", arch=arch
+    )
     index = len(run.boots)
     # under KVM a healthy boot takes seconds: a first one that does not come back in
     # KVM_FIRST_BOOT is KVM failing, retried under TCG by the caller

@@ -8,6 +8,10 @@ said: insmod's exit code and stderr, the new dmesg lines, the global taint mask 
 and after, /sys/module/NAME/taint and initstate. It prints all that as tagged lines on
 the serial console and powers off. Nothing from the modules or the kernel packages runs
 on the host: the host only reads their .modinfo.
+
+A kernel of another architecture than the host's (ARCHES: arm64 on an amd64 host) boots
+under that architecture's emulator with Debian's busybox-static and kmod of the same
+architecture, taken from an extracted "userland" folder (:func:`foreign_userland`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import io
 import lzma
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -35,8 +40,75 @@ QEMU = "qemu-system-x86_64"
 BUSYBOX = "/bin/busybox"
 KMOD = "/usr/bin/kmod"
 DEFAULT_TIMEOUT = 900.0
+
+# Per architecture, keyed by abicheck's names (KernelTarget.arch, rules/arch/*.toml): the
+# emulator and the Debian package that has it, its machine, the serial console the kernel
+# writes to, Debian's name for the architecture and its multiarch library folder. The
+# host's own architecture takes the host's busybox and kmod; a foreign one takes Debian's
+# from an extracted userland (foreign_userland).
+ARCHES: dict[str, dict[str, Any]] = {
+    "x86_64": {
+        "qemu": QEMU,
+        "package": "qemu-system-x86",
+        "machine": [],
+        "console": "ttyS0",
+        "debian": "amd64",
+        "triplet": "x86_64-linux-gnu",
+    },
+    # -M virt: PL011 UART (ttyAMA0), no firmware needed for -kernel (an uncompressed or
+    # gzipped Image); -cpu max under TCG, with the cheaper pointer-authentication
+    # algorithm (a boot several times faster)
+    "aarch64": {
+        "qemu": "qemu-system-aarch64",
+        "package": "qemu-system-arm",
+        "machine": ["-M", "virt", "-cpu", "max,pauth-impdef=on"],
+        "console": "ttyAMA0",
+        "debian": "arm64",
+        "triplet": "aarch64-linux-gnu",
+    },
+}
+# the one mapping from Debian's (and tools/testdata.py's manifest's) names to abicheck's
+DEBIAN_ARCH = {spec["debian"]: name for name, spec in ARCHES.items()}
+
 # the Debian package each host tool comes from, for the error that names it
-PACKAGES = {QEMU: "qemu-system-x86", BUSYBOX: "busybox-static", KMOD: "kmod", "ldd": "libc-bin"}
+PACKAGES = {
+    **{spec["qemu"]: spec["package"] for spec in ARCHES.values()},
+    BUSYBOX: "busybox-static",
+    KMOD: "kmod",
+    "ldd": "libc-bin",
+}
+# what a foreign userland folder must hold: these packages (and kmod's libraries, named
+# by its DT_NEEDED) of the target's architecture, each extracted with dpkg-deb -x DIR
+USERLAND_PACKAGES = ("busybox-static", "kmod")
+
+
+def arch_name(arch: str) -> str:
+    """abicheck's name for an architecture given in either naming ("arm64" -> "aarch64")."""
+    name = DEBIAN_ARCH.get(arch, arch)
+    if name not in ARCHES:
+        raise ValueError(f"no VM for architecture {arch!r} (known: {', '.join(ARCHES)})")
+    return name
+
+
+def host_arch() -> str:
+    machine = platform.machine()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+def is_foreign(arch: str) -> bool:
+    return arch_name(arch) != host_arch()
+
+
+def userland_hint(arch: str) -> str:
+    """One line: what a foreign-architecture VM needs, as Debian packages."""
+    spec = ARCHES[arch_name(arch)]
+    pkgs = " ".join(f"{p}:{spec['debian']}" for p in USERLAND_PACKAGES)
+    return (
+        f"an {arch_name(arch)} kernel boots with {spec['package']} and an {spec['debian']} "
+        f"userland: `apt-get download {pkgs}` and kmod's libraries, `dpkg-deb -x` each "
+        "into one DIR, and give it with --userland DIR"
+    )
+
 
 # Every line the guest means for the host starts with this; anything else on the serial
 # line (a stray kernel message) is ignored.
@@ -237,6 +309,60 @@ def shared_libraries(binary: str) -> list[str]:
     return libs
 
 
+def elf_needs(data: bytes) -> tuple[str | None, list[str]]:
+    """PT_INTERP and the DT_NEEDED names of an ELF file (ldd cannot run a foreign binary)."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.segments import InterpSegment
+
+    elf = ELFFile(io.BytesIO(data))
+    interp = next(
+        (seg.get_interp_name() for seg in elf.iter_segments() if isinstance(seg, InterpSegment)),
+        None,
+    )
+    dyn = elf.get_section_by_name(".dynamic")
+    needed = (
+        [str(t.needed) for t in dyn.iter_tags() if t.entry.d_tag == "DT_NEEDED"]  # type: ignore[attr-defined]
+        if isinstance(dyn, DynamicSection)
+        else []
+    )
+    return interp, needed
+
+
+def foreign_userland(root: str, arch: str = "aarch64") -> tuple[str, str, list[tuple[str, str]]]:
+    """busybox, kmod and (guest path, host file) for kmod's libraries and loader, from an
+    extracted Debian userland (busybox-static, kmod, libkmod2, libc6, ... of that arch).
+
+    kmod's insmod, not busybox's, because kmod is the loader abicheck's predictions assume:
+    the two differ in what they print and in how they pass a compressed module."""
+    triplet = ARCHES[arch_name(arch)]["triplet"]
+    busybox = os.path.join(root, "bin", "busybox")
+    kmod = os.path.join(root, "bin", "kmod")
+    for tool in (busybox, kmod):
+        if not os.path.isfile(tool):
+            raise FileNotFoundError(f"{tool} not found: {userland_hint(arch)}")
+    libdirs = [
+        os.path.join(root, d) for d in (f"lib/{triplet}", f"usr/lib/{triplet}", "lib", "usr/lib")
+    ]
+    files: dict[str, str] = {}
+    todo = [kmod]
+    while todo:
+        interp, needed = elf_needs(read_bytes(todo.pop()))
+        if interp and interp not in files:
+            files[interp] = os.path.realpath(os.path.join(root, interp.lstrip("/")))
+        for name in needed:
+            host = next(
+                (os.path.join(d, name) for d in libdirs if os.path.exists(os.path.join(d, name))),
+                None,
+            )
+            if host is None:
+                raise FileNotFoundError(f"{name} (needed by kmod) not in {root}")
+            guest = f"/lib/{triplet}/{name}"
+            if guest not in files:
+                files[guest] = os.path.realpath(host)
+                todo.append(host)
+    return busybox, kmod, sorted(files.items())
+
+
 INIT_HEAD = r"""#!/bin/sh
 # Generated by tools/qemu_harness.py: load each case's modules, report, power off.
 export PATH=/bin:/sbin
@@ -347,21 +473,30 @@ def read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def initramfs_bytes(cases: Sequence[Case], console_level: int = 1) -> bytes:
+def initramfs_bytes(
+    cases: Sequence[Case], console_level: int = 1, userland: str | None = None, arch: str = ""
+) -> bytes:
+    """`userland`: an extracted foreign-architecture Debian userland (of `arch`); None:
+    the host's busybox and kmod."""
     cpio = Cpio()
     for d in ("dev", "proc", "sys", "tmp", "bin", "sbin"):
         cpio.mkdir(d)
     # the kernel opens /dev/console for init's stdio before devtmpfs is mounted
     cpio.chardev("dev/console", 5, 1)
-    cpio.file("bin/busybox", read_bytes(BUSYBOX), 0o755)
+    if userland is None:
+        busybox, kmod = BUSYBOX, KMOD
+        # copied under the name the binary asks for; usrmerge symlinks are flattened
+        libs = [(lib, os.path.realpath(lib)) for lib in shared_libraries(KMOD)]
+    else:
+        busybox, kmod, libs = foreign_userland(userland, arch or "aarch64")
+    cpio.file("bin/busybox", read_bytes(busybox), 0o755)
     for applet in APPLETS:
         cpio.symlink(f"bin/{applet}", "busybox")
-    cpio.file("bin/kmod", read_bytes(KMOD), 0o755)
+    cpio.file("bin/kmod", read_bytes(kmod), 0o755)
     for name in KMOD_LINKS:
         cpio.symlink(f"sbin/{name}", "../bin/kmod")
-    for lib in shared_libraries(KMOD):
-        # copied under the name the binary asks for; usrmerge symlinks are flattened
-        cpio.file(lib, read_bytes(os.path.realpath(lib)), 0o755)
+    for guest_lib, host_lib in libs:
+        cpio.file(guest_lib, read_bytes(host_lib), 0o755)
     for items in guest_paths(cases):
         for _kind, host, guest in items:
             cpio.file(guest, read_bytes(host))
@@ -369,9 +504,15 @@ def initramfs_bytes(cases: Sequence[Case], console_level: int = 1) -> bytes:
     return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
 
 
-def build_initramfs(cases: Sequence[Case], cache: str, console_level: int = 1) -> str:
+def build_initramfs(
+    cases: Sequence[Case],
+    cache: str,
+    console_level: int = 1,
+    userland: str | None = None,
+    arch: str = "",
+) -> str:
     """The initramfs for these cases, built once and kept under <cache>/qemu/."""
-    data = initramfs_bytes(cases, console_level)
+    data = initramfs_bytes(cases, console_level, userland, arch)
     digest = hashlib.sha256(data).hexdigest()[:16]
     out_dir = os.path.join(cache, "qemu")
     os.makedirs(out_dir, exist_ok=True)
@@ -408,12 +549,15 @@ def qemu_command(
     memory: str = "512M",
     accel: str = "tcg",
     extra_append: str = "",
+    arch: str = "x86_64",
 ) -> list[str]:
-    append = "console=ttyS0 loglevel=1 panic=-1 rdinit=/init"
+    machine = ARCHES[arch_name(arch)]
+    append = f"console={machine['console']} loglevel=1 panic=-1 rdinit=/init"
     if extra_append:
         append += " " + extra_append
     return [
-        QEMU,
+        machine["qemu"],
+        *machine["machine"],
         "-accel",
         accel,
         "-m",
@@ -438,10 +582,15 @@ def qemu_command(
 
 
 def boot(
-    vmlinuz: str, initramfs: str, timeout: float = DEFAULT_TIMEOUT, log_path: str | None = None
+    vmlinuz: str,
+    initramfs: str,
+    timeout: float = DEFAULT_TIMEOUT,
+    log_path: str | None = None,
+    arch: str = "x86_64",
 ) -> tuple[str, float]:
     """Boot, return the serial log and the seconds it took; the guest powers itself off."""
-    text, seconds, reason = boot_raw(qemu_command(vmlinuz, initramfs), timeout, log_path)
+    command = qemu_command(vmlinuz, initramfs, arch=arch)
+    text, seconds, reason = boot_raw(command, timeout, log_path)
     if reason is not None:
         tail = "\n".join(text.splitlines()[-30:])
         raise BootError(f"boot of {vmlinuz} failed ({reason}); serial log tail:\n{tail}")
@@ -649,19 +798,24 @@ def run_cases(
     timeout: float,
     cache: str,
     log_path: str | None = None,
+    arch: str = "x86_64",
+    userland: str | None = None,
 ) -> dict[str, Any]:
-    """One boot for all the cases; raises BootError when the guest does not finish."""
+    """One boot for all the cases; raises BootError when the guest does not finish.
+    ``arch`` in either naming; ``userland`` as for :func:`initramfs_bytes`."""
+    arch = arch_name(arch)
     missing = [p for c in cases for p in (*c.deps, *c.modules) if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"modules not found: {missing}")
-    initramfs = build_initramfs(cases, cache)
-    text, seconds = boot(vmlinuz, initramfs, timeout, log_path)
+    initramfs = build_initramfs(cases, cache, userland=userland, arch=arch)
+    text, seconds = boot(vmlinuz, initramfs, timeout, log_path, arch)
     return {
         "vmlinuz": vmlinuz,
         "release": guest_release(text),
         "initramfs": initramfs,
         "boot_seconds": round(seconds, 1),
-        "loader": kmod_version(),
+        "arch": arch,
+        "loader": kmod_version(userland, arch),
         "results": with_taint_delta(parse_serial(text, cases)),
     }
 
@@ -679,10 +833,23 @@ def guest_release(text: str) -> str | None:
     )
 
 
-def kmod_version() -> str:
+def kmod_version(userland: str | None = None, arch: str = "aarch64") -> str:
+    if userland is not None:  # a foreign kmod cannot run here: its Debian package version
+        debian = ARCHES[arch_name(arch)]["debian"]
+        stamps_dir = os.path.join(userland, ".extracted")
+        stamps = os.listdir(stamps_dir) if os.path.isdir(stamps_dir) else []
+        return next(
+            (f"kmod {f.split('_')[1]} (Debian, {debian})" for f in stamps if f.startswith("kmod_")),
+            f"kmod (Debian, {debian})",
+        )
     out = subprocess.run([KMOD, "--version"], capture_output=True, text=True, check=False)
     return " ".join(out.stdout.split())
 
 
-def missing_tools() -> list[str]:
-    return [t for t in (QEMU, BUSYBOX, KMOD, "ldd") if shutil.which(t) is None]
+def missing_tools(arch: str = "x86_64", userland: str | None = None) -> list[str]:
+    """The host tools a boot of ``arch`` needs and this host lacks; with a foreign
+    ``userland`` only the emulator (busybox and kmod come from the userland)."""
+    qemu = ARCHES[arch_name(arch)]["qemu"]
+    if userland is not None:
+        return [t for t in (qemu,) if shutil.which(t) is None]
+    return [t for t in (qemu, BUSYBOX, KMOD, "ldd") if shutil.which(t) is None]
