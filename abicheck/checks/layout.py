@@ -377,6 +377,10 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
     if moved_members and not parts:
         parts.append(f"{len(moved_members)} members of struct module moved")
     summary = "; ".join(parts) + f": {explanation}"
+    if refused is not None and not ctx.arch.get("abs64_checks_existing", True):
+        # arm64's reloc_data() writes the 64-bit address whatever the place holds: no
+        # refusal, the kernel's member is overwritten (rules/arch/aarch64.toml)
+        refused = None
     if refused is not None:
         summary += (
             f". cleanup_module's relocation lands on the kernel's "
@@ -403,12 +407,27 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
         return
     consequences = []
     for la in lands:
-        consequences.append(
-            f"{la.symbol} is written into the kernel's {', '.join(la.kernel_members)}"
-        )
+        if la.nonzero:
+            consequences.append(
+                f"{la.symbol} is written over the kernel's {', '.join(la.kernel_members)}, "
+                f"already set ({', '.join(la.nonzero)}): the {ctx.target.arch} loader does "
+                "not check the place, so that member is corrupted"
+            )
+        else:
+            consequences.append(
+                f"{la.symbol} is written into the kernel's {', '.join(la.kernel_members)}"
+            )
     if not same_init:
         consequences.append("the kernel's init stays empty: the module's init never runs")
-    if not same_exit:
+    # delete_module() (6.1, 6.12) tests, in order: source_list empty (else EWOULDBLOCK,
+    # "Resource temporarily unavailable"), then init without exit (EBUSY). An address
+    # written over source_list makes the list look non-empty: rmmod stops there.
+    if any(m.startswith("source_list") for la in lands if la.nonzero for m in la.kernel_members):
+        consequences.append(
+            "rmmod then finds source_list non-empty (another module seems to use this "
+            "one) and fails with EAGAIN (Resource temporarily unavailable)"
+        )
+    elif not same_exit:
         consequences.append("the kernel's exit stays empty: rmmod refuses (EBUSY)")
     summary += ". The load succeeds, but " + "; ".join(consequences)
     yield ctx.finding(

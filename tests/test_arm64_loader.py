@@ -1,0 +1,206 @@
+"""The arm64 loader model (rules/arch/aarch64.toml) on Debian's arm64 6.1 and 6.12 kernels
+and modules cross-built against their headers, with the real kernel as referee.
+
+Every expectation here was seen on Debian's 6.1.0-47-arm64 under qemu-system-aarch64
+(tools/qemu_harness.py --role 6.1-a-arm64, and `abicheck prove`): the kernel line, the
+errno, the taints; the qemu-marked tests boot it again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, kernel, run_cli
+
+CROSS = "aarch64-linux-gnu-"
+
+
+def _role(testdata: dict, role: str) -> dict:
+    if role not in testdata["kernels"] or role not in testdata.get("built", {}):
+        pytest.skip(f"{role} not fetched/built: run `python tools/testdata.py all`")
+    return kernel(testdata, role)
+
+
+def _built(testdata: dict, role: str, name: str) -> str:
+    path = os.path.join(testdata["built"][role], name)
+    if not os.path.exists(path):
+        pytest.skip(f"{name} not built for {role}")
+    return path
+
+
+def _result(module: str, *kernel_args: str) -> dict:
+    res = run_cli(["check", "--format", "json", module, *kernel_args])
+    assert res.exit_code in (0, 1), res.stderr
+    (r,) = res.json()["results"]
+    return r
+
+
+def _first_error(r: dict) -> dict:
+    return next(f for f in r["findings"] if f["severity"] == "error")
+
+
+def test_hello_loads_tainted_on_its_kernel(testdata):
+    k = _role(testdata, "6.1-a-arm64")
+    r = _result(_built(testdata, "6.1-a-arm64", "hello.ko"), "-k", k["headers"])
+    assert r["verdict"] == "loads-tainted"
+    assert [t["letter"] for t in r["taints"]] == ["O", "E"]
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "says", "errno"),
+    [
+        (
+            "unknown_sym.ko",
+            "SY001",
+            "unknown_sym: Unknown symbol abicheck_no_such_export (err -2)",
+            "ENOENT",
+        ),
+        (
+            "ns_noimport.ko",
+            "NS001",
+            "ns_noimport: module uses symbol (acpi_table_parse_cedt) from namespace ACPI, "
+            "but does not import it.",
+            "EINVAL",
+        ),
+    ],
+)
+def test_symbol_refusals_as_the_arm64_kernel_says(testdata, name, rule, says, errno):
+    k = _role(testdata, "6.1-a-arm64")
+    r = _result(_built(testdata, "6.1-a-arm64", name), "-k", k["headers"])
+    first = _first_error(r)
+    assert (r["verdict"], first["rule"], first["errno"]) == ("refused", rule, errno)
+    assert first["kernel_says"].splitlines()[0] == says
+
+
+def test_another_abi_is_module_layout(testdata):
+    a = _role(testdata, "6.1-a-arm64")
+    _role(testdata, "6.1-b-arm64")
+    r = _result(_built(testdata, "6.1-b-arm64", "hello.ko"), "-k", a["headers"])
+    first = _first_error(r)
+    assert (r["verdict"], first["rule"]) == ("refused", "MV004")
+    assert first["kernel_says"] == "hello: disagrees about version of symbol module_layout"
+
+
+def test_arm64_vermagic_words(testdata):
+    a = _role(testdata, "6.1-a-arm64")
+    r = _result(_built(testdata, "6.1-a-arm64", "hello.ko"), "-k", sample_x86())
+    first = _first_error(r)
+    assert first["rule"] == "EL001"
+    assert first["kernel_says"] == "Invalid architecture in ELF header: 183"
+    vm = next(f for f in r["findings"] if f["rule"] == "VM001")
+    assert "aarch64: aarch64 vs (absent)" in vm["message"]
+    assert a["release"] in vm["kernel_says"]
+
+
+def sample_x86() -> str:
+    return os.path.join(REPO, "samples", "kernels", "6.1.0-47-amd64.json.gz")
+
+
+def test_x86_module_on_arm64_is_el001(testdata):
+    a = _role(testdata, "6.1-a-arm64")
+    r = _result(os.path.join(REPO, "samples", "modules", "hello.ko"), "-k", a["headers"])
+    first = _first_error(r)
+    assert (first["rule"], first["kernel_says"]) == (
+        "EL001",
+        "Invalid architecture in ELF header: 62",
+    )
+
+
+def test_missing_plt_sections(testdata, tmp_path):
+    a = _role(testdata, "6.1-a-arm64")
+    objcopy = shutil.which(CROSS + "objcopy") or shutil.which("objcopy")
+    assert objcopy
+    noplt = str(tmp_path / "hello_noplt.ko")
+    subprocess.run(
+        [objcopy, "-R", ".plt", "-R", ".init.plt", _built(testdata, "6.1-a-arm64", "hello.ko"), noplt],
+        check=True,
+    )
+    r = _result(noplt, "-k", a["headers"])
+    first = _first_error(r)
+    assert (r["verdict"], first["rule"], first["errno"]) == ("refused", "EL008", "ENOEXEC")
+    assert first["kernel_says"] == "hello: module PLT section(s) missing"
+    assert "CONFIG_ARM64_MODULE_PLTS=y" in first["message"]
+
+
+# -- struct module drift, which arm64 applies where x86 refuses --------------------------------
+
+
+@pytest.fixture(scope="module")
+def kprobes_drift(testdata, tmp_path_factory) -> tuple[str, dict]:
+    """hello.ko built against a copy of the 6.1.0-47-arm64 headers with CONFIG_KPROBES
+    turned off (tools/drift.py apply_flips, as the x86 drift cases): exit moves from 0x340
+    to 0x320, onto source_list.next."""
+    a = _role(testdata, "6.1-a-arm64")
+    if shutil.which(CROSS + "gcc") is None:
+        pytest.skip("gcc-aarch64-linux-gnu not installed")
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import drift
+
+    work = tmp_path_factory.mktemp("arm64-kprobes")
+    headers = work / "linux-headers-6.1.0-47-arm64"
+    shutil.copytree(a["headers"], headers, symlinks=True)
+    for link in ("scripts", "tools"):  # relative links: point them where they pointed
+        target = os.path.realpath(os.path.join(a["headers"], link))
+        if os.path.lexists(headers / link):
+            os.unlink(headers / link)
+            os.symlink(target, headers / link)
+    drift.apply_flips(str(headers), {"KPROBES": None})
+    src = work / "hello"
+    shutil.copytree(os.path.join(REPO, "tests", "modules", "hello"), src)
+    subprocess.run(
+        ["make", "-s", "-C", str(headers), "ARCH=arm64", f"CROSS_COMPILE={CROSS}", f"M={src}"],
+        check=True,
+        capture_output=True,
+    )
+    return str(src / "hello.ko"), a
+
+
+def test_kprobes_drift_is_overwritten_not_refused(kprobes_drift):
+    ko, a = kprobes_drift
+    for extra in (["--layouts", "probe"], ["--vmlinux", a["vmlinuz"]]):
+        r = _result(ko, "-k", a["headers"], *extra)
+        (ly002,) = [f for f in r["findings"] if f["rule"] == "LY002"]
+        assert r["verdict"] == "loads-unsafe"
+        assert (ly002["evidence"]["module_exit"], ly002["evidence"]["kernel_exit"]) == (0x320, 0x340)
+        assert [o["option"] for o in ly002["evidence"]["options"]] == ["CONFIG_KPROBES"]
+        assert "written over the kernel's source_list.next" in ly002["message"]
+        assert "fails with EAGAIN (Resource temporarily unavailable)" in ly002["message"]
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_kprobes_drift_referee(kprobes_drift, testdata):
+    """The real 6.1.0-47-arm64: the load succeeds and init runs; rmmod fails with EAGAIN
+    because source_list.next now holds cleanup_module's address."""
+    ko, a = kprobes_drift
+    userland = testdata.get("userland", {}).get("arm64")
+    if not userland or shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 or the arm64 userland missing")
+    res = run_cli(
+        [
+            "prove",
+            ko,
+            "--kernel",
+            a["headers"],
+            "--image",
+            a["image"],
+            "--userland",
+            userland,
+            "--accel",
+            "tcg",
+            "--format",
+            "json",
+        ]
+    )
+    assert res.exit_code == 0, res.stdout + res.stderr
+    (r,) = res.json()["results"]
+    proved = r["proved"]
+    assert r["verdict"] == "loads-unsafe"
+    assert proved["verdict"] in ("loads", "loads-tainted")
+    assert proved["init_ran"] is True
+    assert "Resource temporarily unavailable" in proved["rmmod"]
