@@ -22,7 +22,7 @@ import re
 import sys
 
 import pytest
-from conftest import REPO, check_json, run_cli
+from conftest import CACHE, REPO, check_json, run_cli
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import qemu_harness as qh
@@ -216,7 +216,8 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
     missing = qh.missing_tools()
     if missing:
         pytest.skip(f"qemu referee needs {', '.join(missing)}")
-    path = os.path.join(testdata["cache"], "drift", "manifest.json")
+    # the drift set of this checkout's cache (as tests/test_probe.py reads it)
+    path = os.path.join(CACHE, "drift", "manifest.json")
     if not os.path.exists(path):
         pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
     with open(path) as f:

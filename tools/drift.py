@@ -953,6 +953,16 @@ CASES = [
         "after its_page_array)",
     ),
     Case(
+        "6.1-a-no-mutex-spin-on-owner",
+        "6.1-a",
+        {"MUTEX_SPIN_ON_OWNER": None},
+        "drift_struct",
+        "structs",
+        differ=("mutex",),
+        why="SMP-dependent (depends on SMP): struct mutex loses osq (32 -> 24); struct "
+        "module's param_lock shrinks inside padding, init and exit do not move",
+    ),
+    Case(
         "6.1-a-no-sched-info",
         "6.1-a",
         {"SCHED_INFO": None},
