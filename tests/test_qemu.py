@@ -210,7 +210,8 @@ def test_serial_log_is_parsed_per_insmod():
 def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
     """The modules tools/drift.py built against drifted header copies, loaded into the
     real kernel: refused on a non-zero relocation target, or loaded with its init or
-    exit misplaced (the harness then sees it loaded), exactly as abicheck predicts."""
+    exit misplaced (the harness then sees it loaded), exactly as abicheck predicts; and
+    task_pid.ko, with only task_struct drifted, loaded and reading a wrong pid."""
     import json
 
     missing = qh.missing_tools()
@@ -241,8 +242,8 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
                 ]
             )
             predicted[f"{c['name']}:{n}"] = (m, out.json()["results"][0])
-    # all the modules are called hello or drift_struct: one that loads without a usable
-    # exit cannot be removed again, so those go last
+    # the modules are called hello, drift_struct or task_pid: one that loads without a
+    # usable exit cannot be removed again, so those go last
     order = {"refused": 0, "loads": 1, "loads-tainted": 1, "loads-unsafe": 2}
 
     def stuck(result: dict) -> bool:  # loads with no exit in the kernel's struct module
