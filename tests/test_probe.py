@@ -121,6 +121,49 @@ def test_headers_alone_give_the_vmlinux_verdict(testdata, case):
             assert f"LY003:{struct}" in probe[1], (struct, probe[1])
 
 
+def _ly003(args: list[str], struct: str) -> tuple[str, dict | None]:
+    res = run_cli(["check", "--format", "json", *args])
+    assert res.exit_code in (0, 1), res.stderr
+    (r,) = res.json()["results"]
+    found = [f for f in r["findings"] if f["rule"] == "LY003"]
+    return r["verdict"], next((f for f in found if f["evidence"]["struct"] == struct), None)
+
+
+def test_silent_task_struct_drift_is_loads_unsafe_from_headers_alone(testdata):
+    """task_pid.ko reads current->pid; built with CONFIG_SCHED_INFO off, its task_struct
+    has pid 32 bytes early. struct module does not move: the kernel loads it and the init
+    reads another member (tests/test_qemu.py). The headers alone, as --vmlinux, must say
+    loads-unsafe with LY003 on task_struct; the module's DWARF and the probe put pid at
+    the offsets build-set measured against the kernel's BTF."""
+    from abicheck.readers.dwarf import module_types
+
+    case = next((c for c in _drift_cases() if c["name"] == "6.1-a-no-sched-info"), None)
+    if case is None:
+        pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
+    k = kernel(testdata, case["role"])
+    ko = case["modules"]["task_pid"]
+    facts = case["structs"]["task_struct"]
+    mine, theirs = facts["module_members"]["pid"], facts["kernel_members"]["pid"]
+    assert (mine, theirs) == (2384, 2416)
+    for how in (["--layouts", "probe"], ["--vmlinux", k["vmlinuz"]]):
+        verdict, finding = _ly003([ko, "--kernel", k["headers"], *how], "task_struct")
+        assert verdict == "loads-unsafe", how
+        assert finding is not None and finding["severity"] == "error", how
+        ev = finding["evidence"]
+        assert (ev["module_size"], ev["kernel_size"]) == (9728, 9792), how
+        # every member from sched_info on moved; the list is capped, pid is past the cap
+        assert (
+            f"sched_info at {0x86C:#x} in the module, {0x870:#x} in the kernel"
+            in (ev["differences"])
+        )
+    types = module_types(ko)
+    assert types is not None, "task_pid.ko has no DWARF"
+    assert types.struct("task_struct").member("pid").offset == mine
+    wanted = {"struct task_struct": (types.decl_line("struct task_struct") or (None,))[0]}
+    probed = _probe(k["headers"]).layouts(wanted)["struct task_struct"]
+    assert probed is not None and probed.member("pid").offset == theirs
+
+
 def test_kprobes_drift_from_headers_alone_names_option_and_member(testdata):
     case = next((c for c in _drift_cases() if c["name"] == "6.1-a-no-kprobes"), None)
     if case is None:

@@ -18,10 +18,11 @@ kernel's own words, so they stay visible in the summary (-ra) instead of being h
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
-from conftest import REPO, check_json, run_cli
+from conftest import CACHE, REPO, check_json, run_cli
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
 import qemu_harness as qh
@@ -209,13 +210,15 @@ def test_serial_log_is_parsed_per_insmod():
 def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
     """The modules tools/drift.py built against drifted header copies, loaded into the
     real kernel: refused on a non-zero relocation target, or loaded with its init or
-    exit misplaced (the harness then sees it loaded), exactly as abicheck predicts."""
+    exit misplaced (the harness then sees it loaded), exactly as abicheck predicts; and
+    task_pid.ko, with only task_struct drifted, loaded and reading a wrong pid."""
     import json
 
     missing = qh.missing_tools()
     if missing:
         pytest.skip(f"qemu referee needs {', '.join(missing)}")
-    path = os.path.join(testdata["cache"], "drift", "manifest.json")
+    # the drift set of this checkout's cache (as tests/test_probe.py reads it)
+    path = os.path.join(CACHE, "drift", "manifest.json")
     if not os.path.exists(path):
         pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
     with open(path) as f:
@@ -239,8 +242,8 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
                 ]
             )
             predicted[f"{c['name']}:{n}"] = (m, out.json()["results"][0])
-    # all the modules are called hello or drift_struct: one that loads without a usable
-    # exit cannot be removed again, so those go last
+    # the modules are called hello, drift_struct or task_pid: one that loads without a
+    # usable exit cannot be removed again, so those go last
     order = {"refused": 0, "loads": 1, "loads-tainted": 1, "loads-unsafe": 2}
 
     def stuck(result: dict) -> bool:  # loads with no exit in the kernel's struct module
@@ -257,8 +260,31 @@ def test_layout_drift_agrees_with_the_kernel(testdata, role, tmp_path):
         result = predicted[case.name][1]
         table.append(
             f"{case.name}: abicheck {result['verdict']}, kernel "
-            f"{'loaded' if rec['loaded'] else 'refused'} {rec['dmesg'][-1:]}"
+            f"{'loaded' if rec['loaded'] else 'refused'} errno={rec['errno']} {rec['dmesg']}"
         )
         problems += disagreements(rec, result)
+        problems += silent_drift_problems(case.name, rec, result)
     print("\n".join(table))
     assert not problems, "\n".join(problems)
+
+
+# task_pid prints the pid it read at its own offset beside the kernel's answer
+TASK_PID = re.compile(r"task_pid: current->pid (-?\d+) at offset (\d+), the kernel says (\d+)")
+
+
+def silent_drift_problems(name: str, rec: dict, result: dict) -> list[str]:
+    """task_pid.ko built with task_struct drifted (tools/drift.py 6.1-a-no-sched-info):
+    abicheck says loads-unsafe with LY003 on task_struct, and the kernel does load it,
+    runs its init, and the pid the module read is not the one the kernel knows."""
+    if not name.endswith(":task_pid"):
+        return []
+    structs = [f["evidence"].get("struct") for f in result["findings"] if f["rule"] == "LY003"]
+    found = [m for m in map(TASK_PID.search, rec["dmesg"]) if m]
+    problems = []
+    if result["verdict"] != "loads-unsafe" or "task_struct" not in structs:
+        problems.append(f"{name}: abicheck says {result['verdict']}, LY003 on {structs}")
+    if not rec["loaded"] or not found:
+        problems.append(f"{name}: the kernel did not run its init: {rec['dmesg']}")
+    elif found[0].group(1) == found[0].group(3):
+        problems.append(f"{name}: read the right pid though task_struct moved: {found[0][0]}")
+    return problems

@@ -827,13 +827,25 @@ class Case:
     flips: dict[str, str | None]
     module: str
     # what build-set checks before recording the case: "exit-moves", "init-moves" (and
-    # only init), "size-and-exit-move", "nothing-moves", or "structs" (the structs in
-    # ``differ`` differ from the kernel's, the other STRUCTS do not)
+    # only init), "size-and-exit-move", "size-init-exit-move", "nothing-moves", or
+    # "structs" (the structs in ``differ`` differ from the kernel's, the other structs
+    # compared do not)
     expect: str
     defines: dict[str, dict[str, str]] = field(default_factory=dict)
     differ: tuple[str, ...] = ()
     why: str = ""
+    # for "structs": the structs compared (default STRUCTS, those drift_struct embeds),
+    # and (struct, member) pairs whose offset must differ from the kernel's
+    compare: tuple[str, ...] = ()
+    moved: tuple[tuple[str, str], ...] = ()
 
+
+# what the 6.1 kernel did with the modules whose init or exit relocation hits a word it
+# had already set (tests/test_qemu.py, test_layout_drift_agrees_with_the_kernel)
+QEMU_NONZERO = (
+    "qemu: refused, ENOEXEC, 'x86/modules: Skipping invalid relocation target, existing "
+    "value is nonzero for type 1', init never ran"
+)
 
 # The 6.1 choices come from `measure --role 6.1-a`; what insmod said about each was seen by
 # booting the kernels with tools/qemu_harness.py (see each case's `why`).
@@ -919,17 +931,74 @@ CASES = [
         why="raw_spinlock_t gains magic/owner_cpu/owner: every lock-holding struct grows; "
         "bounds.h SPINLOCK_SIZE set to 24 as `make prepare` would",
     ),
+    Case(
+        "6.1-a-no-jump-label",
+        "6.1-a",
+        {"JUMP_LABEL": None},
+        "hello",
+        "exit-moves",
+        why="jump_entries/num_jump_entries go: exit moves 848 -> 840 and lands on "
+        "target_list.prev, which module_unload_init() has set; " + QEMU_NONZERO,
+    ),
+    Case(
+        "6.1-a-no-livepatch",
+        "6.1-a",
+        {"LIVEPATCH": None},
+        "hello",
+        "exit-moves",
+        why="klp/klp_alive/klp_info go: exit moves 848 -> 832 and lands on "
+        "target_list.next, which module_unload_init() has set; " + QEMU_NONZERO,
+    ),
+    Case(
+        "6.1-a-stacktrace-build-id",
+        "6.1-a",
+        {"STACKTRACE_BUILD_ID": "y"},
+        "hello",
+        "size-init-exit-move",
+        why="off in Debian 6.1; build_id[20] appears after the name: size 896 -> 960, "
+        "init 312 -> 336 (lands on core_layout.ro_size, set by layout_sections()), exit "
+        "848 -> 912 (padding after its_page_array); " + QEMU_NONZERO,
+    ),
+    Case(
+        "6.1-a-no-mutex-spin-on-owner",
+        "6.1-a",
+        {"MUTEX_SPIN_ON_OWNER": None},
+        "drift_struct",
+        "structs",
+        why="SMP-dependent (depends on SMP): struct mutex loses osq, which sat in the "
+        "padding after wait_lock: no size or offset changes, struct module does not move; "
+        "abicheck says loads-unsafe (LY003: osq exists only in the kernel) though the "
+        "module's static initialiser leaves osq zero (unlocked); qemu: loads",
+    ),
+    Case(
+        "6.1-a-no-sched-info",
+        "6.1-a",
+        {"SCHED_INFO": None},
+        "task_pid",
+        "structs",
+        compare=("task_struct",),
+        differ=("task_struct",),
+        moved=(("task_struct", "pid"),),
+        why="struct sched_info loses its members (32 -> 0 bytes): task_struct shrinks "
+        "9792 -> 9728 and pid moves 2416 -> 2384; struct module does not move. qemu: "
+        'loads (no error, no errno), init runs and prints "task_pid: current->pid 0 at '
+        'offset 2384, the kernel says 212" (228 on another boot): it read another '
+        "member than pid",
+    ),
 ]
 # the structs drift_struct embeds in its struct drift_state
 STRUCTS = ("spinlock", "wait_queue_head", "mutex")
 
 
-def struct_facts(role: str, ko: str) -> dict:
-    """Each STRUCTS' size and member offsets: the module's DWARF vs the kernel's BTF."""
+def struct_facts(role: str, ko: str, structs: tuple[str, ...] = STRUCTS) -> dict:
+    """Each of ``structs``' size and member offsets: the module's DWARF vs the kernel's
+    BTF (and drift_struct's own struct drift_state's size, when it has one)."""
     btf, _ = kernel_btf(role)
-    dwarf = pahole_struct(ko, [*STRUCTS, "drift_state"])
-    out: dict = {"drift_state_module_size": dwarf.get("drift_state", {}).get("size")}
-    for s in STRUCTS:
+    dwarf = pahole_struct(ko, [*structs, "drift_state"])
+    out: dict = {}
+    if "drift_state" in dwarf:
+        out["drift_state_module_size"] = dwarf["drift_state"].get("size")
+    for s in structs:
         layout = btf.struct_layout(s, "btf", flatten=True)
         out[s] = {
             "module_size": dwarf.get(s, {}).get("size"),
@@ -944,18 +1013,24 @@ def check_case(case: Case, facts: Facts, structs: dict | None) -> None:
     """Refuse to record a case that does not show what the tests will assume."""
     moved_exit = facts.module_exit != facts.kernel_exit
     moved_size = facts.module_size != facts.kernel_size
+    moved_init = facts.module_init != facts.kernel_init
     bad = {
         "exit-moves": not moved_exit or moved_size,
         "init-moves": facts.module_init == facts.kernel_init or moved_exit or moved_size,
-        "size-and-exit-move": not (moved_exit and moved_size),
+        "size-and-exit-move": not (moved_exit and moved_size) or moved_init,
+        "size-init-exit-move": not (moved_exit and moved_size and moved_init),
         "nothing-moves": bool(facts.moved),
         "structs": False,
     }[case.expect]
     if not facts.vermagic_matches:
         bad = True
-    for s in STRUCTS if structs else ():
+    for s in case.compare or STRUCTS if structs else ():
         differs = structs[s]["module_size"] != structs[s]["kernel_size"]
         bad |= differs != (s in case.differ)
+    for s, member in case.moved:
+        mine = ((structs or {}).get(s) or {}).get("module_members") or {}
+        theirs = ((structs or {}).get(s) or {}).get("kernel_members") or {}
+        bad |= member not in mine or member not in theirs or mine[member] == theirs[member]
     if bad:
         raise SystemExit(f"drift: {case.name}: expected {case.expect}, got {facts}, {structs}")
 
@@ -970,7 +1045,11 @@ def build_set() -> dict:
         shutil.copy(ko, kept)
         label = ",".join(f"{k}={v or 'n'}" for k, v in case.flips.items()) or None
         facts = module_facts(case.role, kept, label)
-        structs = struct_facts(case.role, kept) if case.module == "drift_struct" else None
+        structs = (
+            struct_facts(case.role, kept, case.compare or STRUCTS)
+            if case.expect == "structs"
+            else None
+        )
         check_case(case, facts, structs)
         entry = {
             "name": case.name,
