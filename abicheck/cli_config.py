@@ -1,5 +1,5 @@
 """`abicheck config diff|explain|predict`: parsing and wiring only; the work is in
-abicheck.config.
+abicheck.kconfig.
 
 Exit codes: 0 no ABI-relevant change, 1 ABI-relevant changes found, 2 usage error or an
 input that could not be read (one line `abicheck: error: PATH: problem`).
@@ -115,7 +115,7 @@ def _emit(text: str, output_file: str | None, fmt: str = "text") -> None:
 
 
 def _toolchain(make_vars: Sequence[str], search_path: str | None):
-    from abicheck.config.toolchain import Toolchain
+    from abicheck.kconfig.toolchain import Toolchain
 
     overrides = {}
     for item in make_vars:
@@ -179,9 +179,9 @@ def diff_command(
     output_file: str | None,
     show_all: bool,
 ) -> None:
-    from abicheck.config import classify, diff, report
-    from abicheck.config.kconfig_tree import KconfigTree
-    from abicheck.config.sources import load_config
+    from abicheck.kconfig import classify, diff, report
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.targets.kernel_config import load_kernel_config as load_config
 
     try:
         sa, sb = load_config(a, tree), load_config(b, tree)
@@ -263,11 +263,12 @@ def explain_command(
     import json
     import os
 
-    from abicheck.config import classify, report
-    from abicheck.config.explain import explain
-    from abicheck.config.kconfig_tree import KconfigTree, is_kconfig_tree
-    from abicheck.config.model import Change
-    from abicheck.config.predict import module_h_of
+    from abicheck.kconfig import classify, report
+    from abicheck.kconfig.explain import explain
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.kconfig.model import Change
+    from abicheck.kconfig.predict import module_h_of
+    from abicheck.targets.kernel_config import is_kconfig_tree
 
     name = option.upper().removeprefix("CONFIG_")
     try:
@@ -341,9 +342,9 @@ def predict_command(
     output_file: str | None,
     show_all: bool,
 ) -> None:
-    from abicheck.config import report
-    from abicheck.config.kconfig_tree import is_kconfig_tree
-    from abicheck.config.predict import predict
+    from abicheck.kconfig import report
+    from abicheck.kconfig.predict import predict
+    from abicheck.targets.kernel_config import is_kconfig_tree
 
     try:
         if not is_kconfig_tree(tree):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 
-from abicheck.config.shell import Outcome, Refused, SafeShell, Unevaluable, binutils_family
+from abicheck.kconfig.shell import Outcome, Refused, SafeShell, Unevaluable, binutils_family
 
 
 def _canonical(version: str, weights: tuple[int, int, int] = (10000, 100, 1)) -> int:

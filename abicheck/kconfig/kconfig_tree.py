@@ -2,15 +2,15 @@
 
 kconfiglib 14.1.0 (unmaintained since 2020) is extended here at run time, never copied:
 
-- ``$(shell,...)`` goes to :class:`~abicheck.config.shell.SafeShell` (no ``/bin/sh``)
+- ``$(shell,...)`` goes to :class:`~abicheck.kconfig.shell.SafeShell` (no ``/bin/sh``)
   unless the tree is trusted, and every call is recorded with where it was made; any
-  process starts through :mod:`abicheck.config.launch` and its allow-list;
-- environment lookups read the Kbuild environment of :mod:`abicheck.config.toolchain`
+  process starts through :mod:`abicheck.kconfig.launch` and its allow-list;
+- environment lookups read the Kbuild environment of :mod:`abicheck.kconfig.toolchain`
   instead of ``os.environ``, so several trees and toolchains load side by side;
-- syntax newer than 14.1.0 is accepted by :mod:`abicheck.config.kconfig_compat`.
+- syntax newer than 14.1.0 is accepted by :mod:`abicheck.kconfig.kconfig_compat`.
 
 Everything kconfiglib-specific (Symbol, expressions, tristate numbers) stays inside this
-module and :mod:`abicheck.config.explain`; the rest of abicheck sees plain mappings.
+module and :mod:`abicheck.kconfig.explain`; the rest of abicheck sees plain mappings.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from functools import cached_property
 
 import kconfiglib
 
-from abicheck.config import kconfig_compat, launch
-from abicheck.config.kbuild_scripts import run_script
-from abicheck.config.shell import SafeShell, Unevaluable
-from abicheck.config.toolchain import Toolchain, kbuild_environment
 from abicheck.errors import AbicheckError
+from abicheck.kconfig import kconfig_compat, launch
+from abicheck.kconfig.kbuild_scripts import run_script
+from abicheck.kconfig.shell import SafeShell, Unevaluable
+from abicheck.kconfig.toolchain import Toolchain, kbuild_environment
 from abicheck.readers.kconfig import parse_config
 
 # kconfiglib's constructor reads a few settings with os.getenv(); they are set for the
@@ -220,12 +220,6 @@ def _kconfiglib_settings(srctree: str) -> Iterator[None]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-
-
-def is_kconfig_tree(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "Kconfig")) and os.path.isdir(
-        os.path.join(path, "scripts", "kconfig")
-    )
 
 
 class KconfigTree:

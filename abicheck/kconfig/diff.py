@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from abicheck.config.model import Change, ConfigSource
+from abicheck.kconfig.model import Change
+from abicheck.targets.kernel_config import ConfigSource
 
 
 @dataclass
