@@ -107,7 +107,7 @@ def no_pahole(tmp_path_factory) -> str:
     """A PATH with every program of this one but pahole (a symlink farm)."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(CACHE), "..", "tools"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools"))
     from config_referee import hidden_path
 
     return hidden_path({"pahole"}, os.environ["PATH"], str(tmp_path_factory.mktemp("bin")))

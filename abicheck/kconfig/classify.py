@@ -60,7 +60,8 @@ def struct_module_effect(
                     + ", ".join(f"linux-source-{s}" for e in upstream for s in e.series)
                 )
             return None, ""
-        added, removed = [], []
+        added: list[str] = []
+        removed: list[str] = []
         for g in mentioned:
             before, after = present(g, old_config), present(g, new_config)
             if before is None or after is None or before == after:

@@ -93,7 +93,7 @@ class _Kconfig(kconfig_compat.CompatMixin, kconfiglib.Kconfig):
         self.transitional: set[str] = set()
         super().__init__(filename, warn=True, warn_to_stderr=False)
 
-    def _fn_val(self, args):
+    def _fn_val(self, args: list[str]) -> str:
         name = args[0]
         where = (self.filename, self.linenr)
         record = self._abicheck_record
@@ -122,7 +122,7 @@ class _Kconfig(kconfig_compat.CompatMixin, kconfiglib.Kconfig):
         self._abicheck_touched = True
         self._abicheck_record.toolchain_sites.add(where)
 
-    def _parse_assignment(self, s):
+    def _parse_assignment(self, s: str) -> None:
         # a variable whose definition ran a probe or read a tool variable carries the
         # toolchain into every line that expands it (cc-version, ld-info ...)
         before = {k: v.value for k, v in self.variables.items()}
@@ -318,8 +318,8 @@ class KconfigTree:
             if name:
                 out.setdefault(name, [])
         for p in self.record.probes:
-            filename, _, line = p.where.rpartition(":")
-            name = self._symbol_at(filename, int(line)) if line.isdigit() else None
+            filename, _, lineno = p.where.rpartition(":")
+            name = self._symbol_at(filename, int(lineno)) if lineno.isdigit() else None
             if name and p not in out.setdefault(name, []):
                 out[name].append(p)
         return out

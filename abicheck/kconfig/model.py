@@ -9,7 +9,7 @@ means the option is absent from the file (not visible, or not in that kernel at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -76,7 +76,7 @@ class KconfigFinding:
     cause: str = ""  # predict: why make olddefconfig changes it
     tool: str = ""  # predict: the missing or different tool behind it
     prompt: str = ""  # the option's Kconfig prompt, when a Kconfig tree was read
-    extra: Mapping[str, object] = field(default_factory=dict)
+    extra: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
 
     @property
     def option(self) -> str:

@@ -110,7 +110,8 @@ def _read_word(s: str, i: int) -> tuple[Word, int]:
             parts.append((s[i + 1 : end], "'"))
             i = end + 1
         elif c == '"':
-            buf, i = [], i + 1
+            buf: list[str] = []
+            i += 1
             while i < n and s[i] != '"':
                 if s[i] == "\\" and i + 1 < n and s[i + 1] in '"\\$`':
                     # an escaped character is literal: `\$0x10` must not expand `$0`
@@ -152,7 +153,7 @@ class Simple:
 
 @dataclass
 class Group:
-    body: Sequence  # a List
+    body: List
     redirects: list[Redirect] = field(default_factory=list)
 
 
@@ -216,8 +217,10 @@ def parse(tokens: list[Token]) -> List:
             return group
         words: list[Word] = []
         redirects: list[Redirect] = []
-        while pos < len(tokens) and not isinstance(tokens[pos], str):
+        while pos < len(tokens):
             tok = tokens[pos]
+            if isinstance(tok, str):
+                break
             if isinstance(tok, Redirect):
                 redirects.append(tok)
             else:
@@ -345,7 +348,7 @@ class SafeShell:
     def _command(self, cmd: Simple | Group, stdin: bytes) -> Outcome:
         hide_stdout, stderr_to_stdout = _redirections(cmd.redirects)
         if isinstance(cmd, Group):
-            out = self._list(cmd.body, stdin)  # type: ignore[arg-type]
+            out = self._list(cmd.body, stdin)
             return Outcome(out.status, b"" if hide_stdout else out.stdout)
         argv = [self._expand(w) for w in cmd.words]
         env_over: dict[str, str] = {}
