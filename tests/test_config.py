@@ -341,3 +341,29 @@ def test_adapter_new_syntax_and_a_missing_pahole(tmp_path):
     assert f["CONFIG_DEBUG_INFO_BTF_MODULES"].extra["missing"] == ["pahole"]
     assert "dwarves" in f["CONFIG_DEBUG_INFO_BTF_MODULES"].fix
     assert "pahole" in p.missing_tools
+
+
+def test_one_loader_for_diff_build_tree_and_running(tmp_path):
+    """config diff, --build-tree and the running target read a config the same way."""
+    from abicheck.errors import TargetError
+    from abicheck.targets.buildtree import build_tree_from
+    from abicheck.targets.kernel_config import running_config
+
+    headers = tmp_path / "headers"
+    (headers / "include" / "linux").mkdir(parents=True)
+    (headers / ".config").write_text(CONFIG)
+    (headers / "include" / "linux" / "module.h").write_text(MODULE_H)
+    s = load_kernel_config(str(headers))
+    tree = build_tree_from(str(headers))
+    assert dict(tree.config) == dict(s.values) and tree.module_h == s.module_h
+    # a config.gz that inflates past the bound is refused, never inflated whole
+    bomb = tmp_path / "config.gz"
+    bomb.write_bytes(gzip.compress(b"CONFIG_X=y\n" + b"#" * (17 << 20)))
+    for load in (load_kernel_config, build_tree_from):
+        with pytest.raises(TargetError, match="inflates past"):
+            load(str(bomb))
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "config.gz").write_bytes(gzip.compress(CONFIG.encode()))
+    label, text = running_config(str(root), "6.1.0-test")
+    assert label.endswith("proc/config.gz") and text == CONFIG
