@@ -19,13 +19,13 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-# config diff's classification; its package is being renamed (config → kconfig): this is
-# the one place that names it.
-from abicheck.config import classify as kconfig_classify
-from abicheck.config import diff as kconfig_diff
-from abicheck.config.model import Finding as ConfigFinding
-from abicheck.config.model import Impact
 from abicheck.errors import ModuleReadError
+
+# config diff's classification (abicheck/kconfig/)
+from abicheck.kconfig import classify as kconfig_classify
+from abicheck.kconfig import diff as kconfig_diff
+from abicheck.kconfig.model import Impact
+from abicheck.kconfig.model import KconfigFinding as ConfigFinding
 from abicheck.model import Export, GuardedMember, KernelTarget, Member, Result, StructLayout
 
 EXPORT_KINDS = ("removed", "added", "crc", "gpl", "namespace", "moved")

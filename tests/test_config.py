@@ -12,14 +12,14 @@ import tomllib
 import pytest
 from conftest import REPO, run_cli, sample_kernel
 
-from abicheck.config import classify, table
-from abicheck.config.ikconfig import NoEmbeddedConfig, config_from_bytes, embed
-from abicheck.config.kbuild_scripts import run_script
-from abicheck.config.model import Change, Impact
-from abicheck.config.shell import SafeShell, Unevaluable
-from abicheck.config.sources import ConfigError, load_config
-from abicheck.config.toolchain import Toolchain
+from abicheck.kconfig import classify, table
+from abicheck.kconfig.kbuild_scripts import run_script
+from abicheck.kconfig.model import Change, Impact
+from abicheck.kconfig.shell import SafeShell, Unevaluable
+from abicheck.kconfig.toolchain import Toolchain
+from abicheck.readers.ikconfig import NoEmbeddedConfig, config_from_bytes, embed
 from abicheck.readers.module_h import guarded_members
+from abicheck.targets.kernel_config import ConfigError, load_kernel_config
 
 
 def shell(tmp_path, path=None) -> SafeShell:
@@ -127,7 +127,7 @@ def test_no_ikconfig_is_one_clear_error():
 def test_sources_keep_values_as_written(tmp_path):
     p = tmp_path / "config"
     p.write_text("# header\n" + CONFIG + 'CONFIG_LOCALVERSION="-x"\n')
-    s = load_config(str(p))
+    s = load_kernel_config(str(p))
     assert s.kind == "file"
     assert s.get("SMP") == "y"
     assert s.get("PREEMPT_RT") == "n"  # not set: recorded as n
@@ -135,33 +135,33 @@ def test_sources_keep_values_as_written(tmp_path):
     assert s.get("LOCALVERSION") == '"-x"'
     gz = tmp_path / "config.gz"
     gz.write_bytes(gzip.compress(p.read_bytes()))
-    assert load_config(str(gz)).values == s.values
+    assert load_kernel_config(str(gz)).values == s.values
     img = tmp_path / "image"
     img.write_bytes(b"\x7fELF" + b"\0" * 64 + embed(CONFIG))
-    assert load_config(str(img)).kind == "image"
+    assert load_kernel_config(str(img)).kind == "image"
 
 
 def test_profile_and_headers_directory(tmp_path):
-    s = load_config(sample_kernel("6.1.0-47-amd64"))
+    s = load_kernel_config(sample_kernel("6.1.0-47-amd64"))
     assert s.kind == "profile" and s.release == "6.1.0-47-amd64"
     assert s.get("MODVERSIONS") == "y"
     headers = tmp_path / "headers"
     (headers / "include" / "linux").mkdir(parents=True)
     (headers / ".config").write_text(CONFIG)
     (headers / "include" / "linux" / "module.h").write_text(MODULE_H)
-    h = load_config(str(headers))
+    h = load_kernel_config(str(headers))
     assert h.kind == "headers" and h.module_h_path.endswith("module.h")
     assert {g.name for g in h.module_h} >= {"btf_data", "exit"}
 
 
 def test_unreadable_sources(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
-        load_config(str(tmp_path / "missing"))
+        load_kernel_config(str(tmp_path / "missing"))
     (tmp_path / "empty").write_text("hello\n")
     with pytest.raises(ConfigError, match="not a kernel config"):
-        load_config(str(tmp_path / "empty"))
+        load_kernel_config(str(tmp_path / "empty"))
     with pytest.raises(ConfigError, match=r"no \.config"):
-        load_config(str(tmp_path))
+        load_kernel_config(str(tmp_path))
 
 
 # -- classification ------------------------------------------------------------------------------
@@ -314,10 +314,10 @@ def small_tree(tmp_path) -> str:
 
 
 def test_adapter_new_syntax_and_a_missing_pahole(tmp_path):
-    from abicheck.config.explain import chain, explain
-    from abicheck.config.kconfig_tree import KconfigTree
-    from abicheck.config.predict import predict
-    from abicheck.config.toolchain import Toolchain
+    from abicheck.kconfig.explain import chain, explain
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.kconfig.predict import predict
+    from abicheck.kconfig.toolchain import Toolchain
 
     tree = small_tree(tmp_path)
     empty = tmp_path / "bin"
@@ -341,3 +341,29 @@ def test_adapter_new_syntax_and_a_missing_pahole(tmp_path):
     assert f["CONFIG_DEBUG_INFO_BTF_MODULES"].extra["missing"] == ["pahole"]
     assert "dwarves" in f["CONFIG_DEBUG_INFO_BTF_MODULES"].fix
     assert "pahole" in p.missing_tools
+
+
+def test_one_loader_for_diff_build_tree_and_running(tmp_path):
+    """config diff, --build-tree and the running target read a config the same way."""
+    from abicheck.errors import TargetError
+    from abicheck.targets.buildtree import build_tree_from
+    from abicheck.targets.kernel_config import running_config
+
+    headers = tmp_path / "headers"
+    (headers / "include" / "linux").mkdir(parents=True)
+    (headers / ".config").write_text(CONFIG)
+    (headers / "include" / "linux" / "module.h").write_text(MODULE_H)
+    s = load_kernel_config(str(headers))
+    tree = build_tree_from(str(headers))
+    assert dict(tree.config) == dict(s.values) and tree.module_h == s.module_h
+    # a config.gz that inflates past the bound is refused, never inflated whole
+    bomb = tmp_path / "config.gz"
+    bomb.write_bytes(gzip.compress(b"CONFIG_X=y\n" + b"#" * (65 << 20), compresslevel=1))
+    for load in (load_kernel_config, build_tree_from):
+        with pytest.raises(TargetError, match="inflates past"):
+            load(str(bomb))
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "config.gz").write_bytes(gzip.compress(CONFIG.encode()))
+    label, text = running_config(str(root), "6.1.0-test")
+    assert label.endswith("proc/config.gz") and text == CONFIG

@@ -12,8 +12,8 @@ import shutil
 import pytest
 from conftest import CACHE, kernel, run_cli
 
-from abicheck.config.ikconfig import NoEmbeddedConfig
-from abicheck.config.sources import load_config
+from abicheck.readers.ikconfig import NoEmbeddedConfig
+from abicheck.targets.kernel_config import load_kernel_config
 
 pytestmark = pytest.mark.debian
 
@@ -107,15 +107,15 @@ def no_pahole(tmp_path_factory) -> str:
     """A PATH with every program of this one but pahole (a symlink farm)."""
     import sys
 
-    sys.path.insert(0, os.path.join(os.path.dirname(CACHE), "..", "tools"))
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools"))
     from config_referee import hidden_path
 
     return hidden_path({"pahole"}, os.environ["PATH"], str(tmp_path_factory.mktemp("bin")))
 
 
 def test_kconfiglib_loads_every_symbol_and_round_trips(testdata, sources):
-    from abicheck.config.kconfig_tree import KconfigTree
-    from abicheck.config.toolchain import Toolchain
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.kconfig.toolchain import Toolchain
     from abicheck.readers.kconfig import parse_config
 
     config = kernel(testdata, "6.1-b")["config"]  # 6.1.0-56 = 6.1.192, the tree's version
@@ -258,7 +258,7 @@ def test_module_check_with_the_drifted_tree_names_the_option(
         ]
     )
     assert res.exit_code == 1, res.stderr
-    assert load_config(str(predicted)).get("DEBUG_INFO_BTF_MODULES") is None
+    assert load_kernel_config(str(predicted)).get("DEBUG_INFO_BTF_MODULES") is None
     k = kernel(testdata, "6.12")
     res = run_cli(
         [
@@ -289,7 +289,7 @@ def test_ikconfig_from_a_small_kernel_built_for_it(sources):
     with open(tiny["config"]) as f:
         written = f.read()
     for image in (tiny["vmlinux"], tiny["bzImage"]):  # ELF, and bzImage (xz) decompressed
-        s = load_config(image)
+        s = load_kernel_config(image)
         assert s.kind == "image" and s.get("IKCONFIG") == "y"
         assert len(s.values) == written.count("CONFIG_")
     res = run_cli(["config", "diff", tiny["bzImage"], tiny["config"]])
@@ -299,7 +299,7 @@ def test_ikconfig_from_a_small_kernel_built_for_it(sources):
 def test_debian_vmlinuz_has_no_embedded_config(testdata):
     vmlinuz = kernel(testdata, "6.1-a")["vmlinuz"]
     with pytest.raises(NoEmbeddedConfig):
-        load_config(vmlinuz)
+        load_kernel_config(vmlinuz)
     res = run_cli(["config", "diff", vmlinuz, "running"])
     assert res.exit_code == 2
     assert (

@@ -1,5 +1,5 @@
 """Without --trust-tree, a hostile Kconfig tree runs nothing but abicheck's own compiler
-and linker with argument lists the allow-list accepts (abicheck.config.launch).
+and linker with argument lists the allow-list accepts (abicheck.kconfig.launch).
 
 The trees here are synthetic (the fuzzing campaign's reproducers, one Kconfig symbol
 each); every process start in the test process is recorded at subprocess.Popen, so a
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from abicheck.config import launch
-from abicheck.config.kconfig_tree import KconfigTree
-from abicheck.config.toolchain import Toolchain
+from abicheck.kconfig import launch
+from abicheck.kconfig.kconfig_tree import KconfigTree
+from abicheck.kconfig.toolchain import Toolchain
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None or shutil.which("ld") is None, reason="needs gcc and ld"
@@ -312,7 +312,7 @@ def test_help_states_the_rule():
 def test_no_module_of_abicheck_config_but_launch_can_start_a_process():
     """The gate is the only door: nothing else imports subprocess or calls os.exec*,
     os.system, os.popen, os.spawn*, os.posix_spawn*, pty or asyncio's subprocesses."""
-    config_dir = Path(REPO) / "abicheck" / "config"
+    config_dir = Path(REPO) / "abicheck" / "kconfig"
     starters = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
     offenders = []
     for path in sorted(config_dir.glob("*.py")):

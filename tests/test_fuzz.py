@@ -35,8 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from abicheck.config.shell import Unevaluable, parse, tokenize
 from abicheck.errors import ModuleReadError, TargetError
+from abicheck.kconfig.shell import Unevaluable, parse, tokenize
 from abicheck.readers import elf as E
 from abicheck.readers.btf import Btf, BtfError
 from abicheck.readers.cheader import Preprocessor, PreprocessorError

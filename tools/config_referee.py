@@ -36,9 +36,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from abicheck.config.kconfig_tree import KconfigTree  # noqa: E402
-from abicheck.config.predict import predict  # noqa: E402
-from abicheck.config.toolchain import Toolchain  # noqa: E402
+from abicheck.kconfig.kconfig_tree import KconfigTree  # noqa: E402
+from abicheck.kconfig.predict import predict  # noqa: E402
+from abicheck.kconfig.toolchain import Toolchain  # noqa: E402
 from abicheck.readers.kconfig import parse_config  # noqa: E402
 
 CACHE = os.environ.get("ABICHECK_TESTDATA") or os.path.join(REPO, ".cache", "testdata")

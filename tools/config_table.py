@@ -307,7 +307,7 @@ def header(what: str, trees_: dict[str, str]) -> str:
 
 
 def _version(tree: str) -> str:
-    from abicheck.config.toolchain import makefile_version
+    from abicheck.kconfig.toolchain import makefile_version
 
     return makefile_version(tree)
 

@@ -1,5 +1,5 @@
 """`abicheck config diff|explain|predict`: parsing and wiring only; the work is in
-abicheck.config.
+abicheck.kconfig.
 
 Exit codes: 0 no ABI-relevant change, 1 ABI-relevant changes found, 2 usage error or an
 input that could not be read (one line `abicheck: error: PATH: problem`).
@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from abicheck.app.output import error
 from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError
+
+if TYPE_CHECKING:
+    from abicheck.kconfig.toolchain import Toolchain
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 FORMAT = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
@@ -87,7 +93,7 @@ olddefconfig` does: any program the tree names, with its arguments.
 """
 
 
-def _toolchain_options(f):
+def _toolchain_options(f: _F) -> _F:
     for option in reversed(TOOLCHAIN):
         f = option(f)
     return f
@@ -113,8 +119,8 @@ def _emit(text: str, output_file: str | None, fmt: str = "text") -> None:
         _fail(AbicheckError(output_file, f"cannot write the report: {e.strerror or e}"))
 
 
-def _toolchain(make_vars: Sequence[str], search_path: str | None):
-    from abicheck.config.toolchain import Toolchain
+def _toolchain(make_vars: Sequence[str], search_path: str | None) -> Toolchain:
+    from abicheck.kconfig.toolchain import Toolchain
 
     overrides = {}
     for item in make_vars:
@@ -178,9 +184,9 @@ def diff_command(
     output_file: str | None,
     show_all: bool,
 ) -> None:
-    from abicheck.config import classify, diff, report
-    from abicheck.config.kconfig_tree import KconfigTree
-    from abicheck.config.sources import load_config
+    from abicheck.kconfig import classify, diff, report
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.targets.kernel_config import load_kernel_config as load_config
 
     try:
         sa, sb = load_config(a, tree), load_config(b, tree)
@@ -262,11 +268,12 @@ def explain_command(
     import json
     import os
 
-    from abicheck.config import classify, report
-    from abicheck.config.explain import explain
-    from abicheck.config.kconfig_tree import KconfigTree, is_kconfig_tree
-    from abicheck.config.model import Change
-    from abicheck.config.predict import module_h_of
+    from abicheck.kconfig import classify, report
+    from abicheck.kconfig.explain import explain
+    from abicheck.kconfig.kconfig_tree import KconfigTree
+    from abicheck.kconfig.model import Change
+    from abicheck.kconfig.predict import module_h_of
+    from abicheck.targets.kernel_config import is_kconfig_tree
 
     name = option.upper().removeprefix("CONFIG_")
     try:
@@ -340,9 +347,9 @@ def predict_command(
     output_file: str | None,
     show_all: bool,
 ) -> None:
-    from abicheck.config import report
-    from abicheck.config.kconfig_tree import is_kconfig_tree
-    from abicheck.config.predict import predict
+    from abicheck.kconfig import report
+    from abicheck.kconfig.predict import predict
+    from abicheck.targets.kernel_config import is_kconfig_tree
 
     try:
         if not is_kconfig_tree(tree):

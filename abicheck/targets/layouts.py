@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from abicheck.errors import ModuleReadError, TargetError
 from abicheck.model import KernelTarget, Member, StructLayout
 from abicheck.readers.compressed import MODULE_SUFFIXES
+from abicheck.targets.kernel_config import module_h_guards
 
 if TYPE_CHECKING:  # both are imported on first use
     from abicheck.readers.btf import Btf
@@ -186,18 +187,6 @@ def _check_modules_belong(
             f"its modules were built by another build of {target.release}: module_layout "
             f"{theirs_crc:#010x} in them, {mine.crc:#010x} in the --kernel's Module.symvers",
         )
-
-
-def module_h_guards(dirs: list[str]) -> tuple:
-    """The guards of struct module's members from the first include/linux/module.h."""
-    from abicheck.readers.module_h import guarded_members
-
-    for d in dirs:
-        path = os.path.join(d, "include", "linux", "module.h")
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8", errors="replace") as f:
-                return tuple(guarded_members(f.read()))
-    return ()
 
 
 def is_dwarf_only(path: str) -> bool:

@@ -6,27 +6,12 @@ import glob
 import gzip
 import os
 
-from abicheck.errors import TargetError
 from abicheck.model import KernelTarget
 from abicheck.readers.kconfig import parse_config
 from abicheck.readers.symvers import parse_symvers
 from abicheck.targets.headers import FileLog, arch_of, distribution_of, target_from_headers
+from abicheck.targets.kernel_config import running_config
 from abicheck.targets.vermagic import compose_from_config
-
-
-def _read_config(root: str, release: str) -> tuple[str, str] | None:
-    proc = os.path.join(root, "proc/config.gz")
-    boot = os.path.join(root, f"boot/config-{release}")
-    try:
-        if os.path.isfile(proc):
-            with gzip.open(proc, "rt", encoding="utf-8", errors="replace") as f:
-                return proc, f.read()
-        if os.path.isfile(boot):
-            with open(boot, encoding="utf-8", errors="replace") as f:
-                return boot, f.read()
-    except (OSError, EOFError):
-        return None
-    return None
 
 
 def _installed_vermagic(root: str, release: str) -> str | None:
@@ -48,13 +33,7 @@ def _installed_vermagic(root: str, release: str) -> str | None:
 def target_from_running_kernel(root: str = "/") -> KernelTarget:
     uname = os.uname()
     release = uname.release
-    found = _read_config(root, release)
-    if found is None:
-        raise TargetError(
-            f"running kernel {release}",
-            f"no config: neither /proc/config.gz nor /boot/config-{release}",
-        )
-    config_label, config_text = found
+    config_label, config_text = running_config(root, release)
     build = os.path.join(root, f"lib/modules/{release}/build")
     if os.path.isdir(build):
         target = target_from_headers(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import kconfiglib
 
-from abicheck.config.kconfig_tree import KconfigTree, ProbeCall
+from abicheck.kconfig.kconfig_tree import KconfigTree, ProbeCall
 
 MAX_DEPTH = 6
 

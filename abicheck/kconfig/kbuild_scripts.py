@@ -12,7 +12,13 @@ from __future__ import annotations
 import os
 import re
 
-from abicheck.config.shell import Outcome, Refused, SafeShell, Unevaluable, binutils_family
+from abicheck.kconfig.shell import Outcome, Refused, SafeShell, Unevaluable, binutils_family
+
+
+def _leading_version(word: str) -> str:
+    """The digits and dots ``word`` starts with (always a match: ``*`` allows none)."""
+    m = re.match(r"[0-9.]*", word)
+    return m.group(0) if m else ""
 
 
 def _canonical(version: str, weights: tuple[int, int, int] = (10000, 100, 1)) -> int:
@@ -102,7 +108,7 @@ def ld_version(args: list[str], sh: SafeShell) -> Outcome:
         if words[:1] != ["LLD"] or len(words) < 2:
             return Outcome(1)
         version, minimum, name = words[1], min_tool_version(sh, "llvm"), "LLD"
-    version = re.match(r"[0-9.]*", version).group(0)  # ${version%%[!0-9.]*}
+    version = _leading_version(version)  # ${version%%[!0-9.]*}
     if _canonical(version) < _canonical(minimum):
         return Outcome(1)
     return _say(f"{name} {_canonical(version)}")
@@ -172,7 +178,7 @@ def rust_is_available(args: list[str], sh: SafeShell) -> Outcome:
     words = out.stdout.decode(errors="replace").split()
     if out.status or len(words) < 2:
         return Outcome(1)
-    version = re.match(r"[0-9.]*", words[1]).group(0)
+    version = _leading_version(words[1])
     if _canonical(version, (100000, 100, 1)) < _canonical(
         min_tool_version(sh, "rustc"), (100000, 100, 1)
     ):

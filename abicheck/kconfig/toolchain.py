@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from abicheck.config.launch import Policy, Refused, run
+from abicheck.kconfig.launch import Policy, Refused, run
 
 # The top Makefile's defaults for a GCC build (6.1 and 6.12 agree), before CROSS_COMPILE.
 CROSS_TOOLS = ("CC", "LD", "AR", "NM", "OBJCOPY", "OBJDUMP", "READELF", "STRIP")
@@ -87,7 +87,7 @@ class Toolchain:
     def policy(
         self, env: Mapping[str, str] | None = None, srctree: str = "", trusted: bool = False
     ) -> Policy:
-        """What abicheck.config.launch may run: these settings' programs, never the
+        """What abicheck.kconfig.launch may run: these settings' programs, never the
         tree's (a Kconfig `CC := python3` names no program of this table)."""
         return Policy(
             {name: tuple(self.variable(name).split()) for name in DEFAULTS},

@@ -7,10 +7,10 @@ parses exactly those forms (``{ ...; }``, ``;``, ``&&``, ``||``, ``|``, quotes, 
 ``$$``, redirections to ``/dev/null``) and executes them itself: the shell builtins
 (``echo``, ``printf``, ``test``, ``command -v``, ``set --``, ``head``, ``grep``, ``trap``,
 ``mkdir``/``rm`` of a scratch directory) in Python, the toolchain programs of abicheck's own
-settings (``$(CC)``, ``$(LD)``, ``$(PAHOLE)``) through :func:`abicheck.config.launch.run`,
+settings (``$(CC)``, ``$(LD)``, ``$(PAHOLE)``) through :func:`abicheck.kconfig.launch.run`,
 which refuses any argument list its allow-list does not know, and the tree's own helper
 scripts (``scripts/cc-version.sh`` ...) through the Python versions in
-:mod:`abicheck.config.kbuild_scripts`. A few questions to other binutils (``$(NM) --help``
+:mod:`abicheck.kconfig.kbuild_scripts`. A few questions to other binutils (``$(NM) --help``
 ...) are answered from :data:`_KNOWN_ANSWERS` without running them. A refused program
 fails as a missing one would (status 126) and is recorded in :attr:`SafeShell.refused`;
 a shell form this module does not parse raises :class:`Unevaluable`. The caller reports
@@ -26,8 +26,8 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from abicheck.config import launch
-from abicheck.config.launch import Outcome, Policy, Refused, Unevaluable
+from abicheck.kconfig import launch
+from abicheck.kconfig.launch import Outcome, Policy, Refused, Unevaluable
 
 __all__ = ["Outcome", "Policy", "Refused", "SafeShell", "Unevaluable", "parse", "tokenize"]
 
@@ -110,7 +110,8 @@ def _read_word(s: str, i: int) -> tuple[Word, int]:
             parts.append((s[i + 1 : end], "'"))
             i = end + 1
         elif c == '"':
-            buf, i = [], i + 1
+            buf: list[str] = []
+            i += 1
             while i < n and s[i] != '"':
                 if s[i] == "\\" and i + 1 < n and s[i + 1] in '"\\$`':
                     # an escaped character is literal: `\$0x10` must not expand `$0`
@@ -152,7 +153,7 @@ class Simple:
 
 @dataclass
 class Group:
-    body: Sequence  # a List
+    body: List
     redirects: list[Redirect] = field(default_factory=list)
 
 
@@ -216,8 +217,10 @@ def parse(tokens: list[Token]) -> List:
             return group
         words: list[Word] = []
         redirects: list[Redirect] = []
-        while pos < len(tokens) and not isinstance(tokens[pos], str):
+        while pos < len(tokens):
             tok = tokens[pos]
+            if isinstance(tok, str):
+                break
             if isinstance(tok, Redirect):
                 redirects.append(tok)
             else:
@@ -292,7 +295,7 @@ def binutils_family(policy: Policy, variable: str) -> str | None:
 @dataclass
 class SafeShell:
     """Evaluates one command string. ``policy`` says which programs may run (abicheck's
-    toolchain settings, see :mod:`abicheck.config.launch`); ``env`` is the environment
+    toolchain settings, see :mod:`abicheck.kconfig.launch`); ``env`` is the environment
     Kbuild exports, for ``$VAR`` and the tree scripts' Python versions (never passed to a
     process); ``scripts`` runs a tree script (path relative to ``srctree``) by its Python
     version."""
@@ -345,7 +348,7 @@ class SafeShell:
     def _command(self, cmd: Simple | Group, stdin: bytes) -> Outcome:
         hide_stdout, stderr_to_stdout = _redirections(cmd.redirects)
         if isinstance(cmd, Group):
-            out = self._list(cmd.body, stdin)  # type: ignore[arg-type]
+            out = self._list(cmd.body, stdin)
             return Outcome(out.status, b"" if hide_stdout else out.stdout)
         argv = [self._expand(w) for w in cmd.words]
         env_over: dict[str, str] = {}
@@ -454,7 +457,7 @@ class SafeShell:
         want: str = "stdout",
         stdin_from_tree: bool = False,
     ) -> Outcome:
-        """Run a toolchain program through :func:`abicheck.config.launch.run` (which
+        """Run a toolchain program through :func:`abicheck.kconfig.launch.run` (which
         raises :class:`Refused` for anything its allow-list does not know)."""
         out = launch.run(
             self.policy,

@@ -1,4 +1,4 @@
-"""The one place in :mod:`abicheck.config` that starts a process, and the rule it enforces.
+"""The one place in :mod:`abicheck.kconfig` that starts a process, and the rule it enforces.
 
 A kernel tree's Kconfig is untrusted input: its ``$(shell,...)`` calls, its
 ``scripts/*.sh`` and even its preprocessor variables (``CC := python3``) are chosen by
@@ -19,7 +19,7 @@ accepts its argument vector:
 
 With ``--trust-tree`` :func:`run_shell` hands a command to ``/bin/sh`` as Kbuild's
 ``conf`` does. Every start is bounded in time, output size and CPU.
-tests/test_config_trust.py proves no other module of :mod:`abicheck.config` imports
+tests/test_config_trust.py proves no other module of :mod:`abicheck.kconfig` imports
 :mod:`subprocess` (or any other way to start a process).
 """
 
@@ -246,7 +246,7 @@ def _limits() -> None:  # pragma: no cover - runs in the child between fork and 
 def _start(
     argv: list[str], stdin: bytes, env: Mapping[str, str], cwd: str, want: str, shell: bool
 ) -> Outcome:
-    """The only subprocess call of abicheck.config."""
+    """The only subprocess call of abicheck.kconfig."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         stderr: int | IO[bytes] = subprocess.DEVNULL
         if want == "both":

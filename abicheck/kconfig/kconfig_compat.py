@@ -29,15 +29,15 @@ class CompatMixin:
 
     transitional: set[str]
 
-    def _tokenize(self, s: str):
+    def _tokenize(self, s: str) -> list[object]:
         m = _MODULES.match(s)
         if m:
             s = f"{m.group(1)}option modules\n"
-        elif _TRANSITIONAL.match(s):
+        elif t := _TRANSITIONAL.match(s):
             node_name = getattr(self, "_abicheck_current", None)
             if node_name:
                 self.transitional.add(node_name)
-            s = f'{_TRANSITIONAL.match(s).group(1)}prompt "{TRANSITIONAL_PROMPT}"\n'
+            s = f'{t.group(1)}prompt "{TRANSITIONAL_PROMPT}"\n'
         tokens = super()._tokenize(s)  # type: ignore[misc]
         if tokens and tokens[0] in (_T_CONFIG, _T_MENUCONFIG) and len(tokens) > 1:
             sym = tokens[1]

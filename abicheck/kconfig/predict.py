@@ -2,7 +2,7 @@
 build: load the tree's Kconfig under this machine's toolchain (safe probes), load the
 .config, and compare what Kconfig would write with what is there.
 
-Each change is classified (abicheck.config.classify, with the tree's own module.h) and
+Each change is classified (abicheck.kconfig.classify, with the tree's own module.h) and
 traced to its cause: a toolchain fact that differs (a missing pahole gives
 PAHOLE_VERSION=0, another compiler name another CC_VERSION_TEXT), a change of the Kconfig
 files since the .config was written (a new option takes its default, a removed one
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 
 import kconfiglib
 
-from abicheck.config import classify as classify_mod
-from abicheck.config import table
-from abicheck.config.kconfig_tree import KconfigTree, ProbeCall
-from abicheck.config.model import Change, Finding, Impact
-from abicheck.config.toolchain import PACKAGES, Toolchain
 from abicheck.errors import AbicheckError
+from abicheck.kconfig import classify as classify_mod
+from abicheck.kconfig import table
+from abicheck.kconfig.kconfig_tree import KconfigTree, ProbeCall
+from abicheck.kconfig.model import Change, Impact, KconfigFinding
+from abicheck.kconfig.toolchain import PACKAGES, Toolchain
 from abicheck.readers.kconfig import parse_config, unquote
 from abicheck.readers.module_h import guarded_members
 
@@ -50,7 +50,7 @@ class Prediction:
     environment: dict[str, str]
     before: dict[str, str]
     after: dict[str, str]
-    findings: list[Finding]
+    findings: list[KconfigFinding]
     missing_tools: dict[str, list[ProbeCall]]
     unevaluated: list[ProbeCall]
     warnings: list[str]
@@ -288,7 +288,7 @@ def _probe_summary(p: ProbeCall) -> str:
     return text
 
 
-def _fix(finding: Finding, cause: Cause, before: Mapping[str, str]) -> str:
+def _fix(finding: KconfigFinding, cause: Cause, before: Mapping[str, str]) -> str:
     if cause.missing:
         installs = ", ".join(f"{t} (Debian package {PACKAGES.get(t, t)})" for t in cause.missing)
         return (

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from abicheck.config.model import Change, ConfigSource
+from abicheck.kconfig.model import Change
+from abicheck.targets.kernel_config import ConfigSource
+
+if TYPE_CHECKING:
+    from abicheck.kconfig.kconfig_tree import KconfigTree
 
 
 @dataclass
@@ -31,7 +36,7 @@ def config_text(values: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve(source: ConfigSource, tree=None) -> Resolution:
+def resolve(source: ConfigSource, tree: KconfigTree | None = None) -> Resolution:
     """Fill in what the file leaves out with ``tree`` (a loaded KconfigTree); the
     written values are kept as written, even where Kconfig would now change them
     (that is `config predict`'s question, not the diff's)."""

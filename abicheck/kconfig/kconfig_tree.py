@@ -2,15 +2,15 @@
 
 kconfiglib 14.1.0 (unmaintained since 2020) is extended here at run time, never copied:
 
-- ``$(shell,...)`` goes to :class:`~abicheck.config.shell.SafeShell` (no ``/bin/sh``)
+- ``$(shell,...)`` goes to :class:`~abicheck.kconfig.shell.SafeShell` (no ``/bin/sh``)
   unless the tree is trusted, and every call is recorded with where it was made; any
-  process starts through :mod:`abicheck.config.launch` and its allow-list;
-- environment lookups read the Kbuild environment of :mod:`abicheck.config.toolchain`
+  process starts through :mod:`abicheck.kconfig.launch` and its allow-list;
+- environment lookups read the Kbuild environment of :mod:`abicheck.kconfig.toolchain`
   instead of ``os.environ``, so several trees and toolchains load side by side;
-- syntax newer than 14.1.0 is accepted by :mod:`abicheck.config.kconfig_compat`.
+- syntax newer than 14.1.0 is accepted by :mod:`abicheck.kconfig.kconfig_compat`.
 
 Everything kconfiglib-specific (Symbol, expressions, tristate numbers) stays inside this
-module and :mod:`abicheck.config.explain`; the rest of abicheck sees plain mappings.
+module and :mod:`abicheck.kconfig.explain`; the rest of abicheck sees plain mappings.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from functools import cached_property
 
 import kconfiglib
 
-from abicheck.config import kconfig_compat, launch
-from abicheck.config.kbuild_scripts import run_script
-from abicheck.config.shell import SafeShell, Unevaluable
-from abicheck.config.toolchain import Toolchain, kbuild_environment
 from abicheck.errors import AbicheckError
+from abicheck.kconfig import kconfig_compat, launch
+from abicheck.kconfig.kbuild_scripts import run_script
+from abicheck.kconfig.shell import SafeShell, Unevaluable
+from abicheck.kconfig.toolchain import Toolchain, kbuild_environment
 from abicheck.readers.kconfig import parse_config
 
 # kconfiglib's constructor reads a few settings with os.getenv(); they are set for the
@@ -93,7 +93,7 @@ class _Kconfig(kconfig_compat.CompatMixin, kconfiglib.Kconfig):
         self.transitional: set[str] = set()
         super().__init__(filename, warn=True, warn_to_stderr=False)
 
-    def _fn_val(self, args):
+    def _fn_val(self, args: list[str]) -> str:
         name = args[0]
         where = (self.filename, self.linenr)
         record = self._abicheck_record
@@ -122,7 +122,7 @@ class _Kconfig(kconfig_compat.CompatMixin, kconfiglib.Kconfig):
         self._abicheck_touched = True
         self._abicheck_record.toolchain_sites.add(where)
 
-    def _parse_assignment(self, s):
+    def _parse_assignment(self, s: str) -> None:
         # a variable whose definition ran a probe or read a tool variable carries the
         # toolchain into every line that expands it (cc-version, ld-info ...)
         before = {k: v.value for k, v in self.variables.items()}
@@ -222,12 +222,6 @@ def _kconfiglib_settings(srctree: str) -> Iterator[None]:
                     os.environ[k] = v
 
 
-def is_kconfig_tree(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, "Kconfig")) and os.path.isdir(
-        os.path.join(path, "scripts", "kconfig")
-    )
-
-
 class KconfigTree:
     """A kernel source tree's Kconfig, parsed once, with values loaded on demand."""
 
@@ -324,8 +318,8 @@ class KconfigTree:
             if name:
                 out.setdefault(name, [])
         for p in self.record.probes:
-            filename, _, line = p.where.rpartition(":")
-            name = self._symbol_at(filename, int(line)) if line.isdigit() else None
+            filename, _, lineno = p.where.rpartition(":")
+            name = self._symbol_at(filename, int(lineno)) if lineno.isdigit() else None
             if name and p not in out.setdefault(name, []):
                 out[name].append(p)
         return out

@@ -1,5 +1,6 @@
-"""Plain data of the config commands: a config and where it came from, one option's
-change, and what that change means for modules.
+"""Plain data of the config commands: one option's change, and what that change means
+for modules (a config and where it came from is
+:class:`abicheck.targets.kernel_config.ConfigSource`).
 
 Values keep the plain reader's convention (abicheck.readers.kconfig): ``"y"``, ``"m"``,
 ``"n"`` for ``# CONFIG_X is not set``, a number or a quoted string as written; ``None``
@@ -8,11 +9,9 @@ means the option is absent from the file (not visible, or not in that kernel at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-
-from abicheck.model import GuardedMember
 
 
 class Impact(StrEnum):
@@ -45,24 +44,6 @@ def enabled(value: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class ConfigSource:
-    """One kernel config, with what abicheck could and could not learn about it."""
-
-    spec: str  # what the user typed
-    kind: str  # "file", "headers", "source-tree", "running", "profile", "image"
-    label: str  # the file the values were read from
-    values: Mapping[str, str]  # as written (the plain reader's mapping)
-    release: str | None = None
-    srctree: str | None = None  # a Kconfig tree that can resolve this config
-    module_h: tuple[GuardedMember, ...] = ()  # the tree's include/linux/module.h guards
-    module_h_path: str | None = None
-    notes: tuple[str, ...] = ()
-
-    def get(self, option: str) -> str | None:
-        return self.values.get(option if option.startswith("CONFIG_") else "CONFIG_" + option)
-
-
-@dataclass(frozen=True)
 class Change:
     """An option whose value differs between two configs."""
 
@@ -75,7 +56,7 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Effect:
+class OptionImpact:
     """One place where an option acts, as the rule data cites it."""
 
     impact: Impact
@@ -84,18 +65,18 @@ class Effect:
 
 
 @dataclass(frozen=True)
-class Finding:
+class KconfigFinding:
     """A classified change: the option, both values, the impact, the place, the fix."""
 
     change: Change
     impact: Impact
-    effects: tuple[Effect, ...]
+    effects: tuple[OptionImpact, ...]
     message: str
     fix: str
     cause: str = ""  # predict: why make olddefconfig changes it
     tool: str = ""  # predict: the missing or different tool behind it
     prompt: str = ""  # the option's Kconfig prompt, when a Kconfig tree was read
-    extra: Mapping[str, object] = field(default_factory=dict)
+    extra: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
 
     @property
     def option(self) -> str:

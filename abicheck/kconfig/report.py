@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from abicheck.config import table
-from abicheck.config.explain import SymbolInfo
-from abicheck.config.kconfig_tree import ProbeCall
-from abicheck.config.model import ConfigSource, Finding, Impact, describe
-from abicheck.config.predict import Prediction
-from abicheck.config.toolchain import PACKAGES
+from abicheck.kconfig import table
+from abicheck.kconfig.explain import SymbolInfo
+from abicheck.kconfig.kconfig_tree import ProbeCall
+from abicheck.kconfig.model import Impact, KconfigFinding, describe
+from abicheck.kconfig.predict import Prediction
+from abicheck.kconfig.toolchain import PACKAGES
+from abicheck.targets.kernel_config import ConfigSource
 
 NONE_SHOWN = 15  # irrelevant changes listed in text output before "... and N more"
 
@@ -23,7 +24,7 @@ NONE_SHOWN = 15  # irrelevant changes listed in text output before "... and N mo
 class DiffResult:
     a: ConfigSource
     b: ConfigSource
-    findings: list[Finding]
+    findings: list[KconfigFinding]
     unresolved: list[str]
     resolved_with: dict[str, str | None]  # "a"/"b" → Kconfig tree used, or None
     defaulted: dict[str, int]
@@ -31,20 +32,20 @@ class DiffResult:
     notes: list[str] = field(default_factory=list)
 
 
-def severity(f: Finding) -> str:
+def severity(f: KconfigFinding) -> str:
     return table.categories()[f.impact].severity
 
 
-def counts(findings: Sequence[Finding]) -> dict[str, int]:
+def counts(findings: Sequence[KconfigFinding]) -> dict[str, int]:
     c = Counter(f.impact.value for f in findings)
     return {i.value: c[i.value] for i in Impact if c[i.value]}
 
 
-def abi_relevant(findings: Sequence[Finding]) -> bool:
+def abi_relevant(findings: Sequence[KconfigFinding]) -> bool:
     return any(f.impact is not Impact.NONE for f in findings)
 
 
-def _finding_dict(f: Finding, a: str = "a", b: str = "b") -> dict[str, Any]:
+def _finding_dict(f: KconfigFinding, a: str = "a", b: str = "b") -> dict[str, Any]:
     return {
         "option": f.option,
         a: f.change.old,
@@ -145,7 +146,7 @@ def diff_text(r: DiffResult, show_all: bool = False) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _findings_text(findings: Sequence[Finding], a: str, b: str, show_all: bool) -> list[str]:
+def _findings_text(findings: Sequence[KconfigFinding], a: str, b: str, show_all: bool) -> list[str]:
     out: list[str] = []
     shown_none = 0
     hidden = 0
@@ -183,7 +184,7 @@ def _findings_text(findings: Sequence[Finding], a: str, b: str, show_all: bool) 
 # -- explain ---------------------------------------------------------------------------------
 
 
-def explain_dict(info: SymbolInfo, findings: Sequence[Finding]) -> dict[str, Any]:
+def explain_dict(info: SymbolInfo, findings: Sequence[KconfigFinding]) -> dict[str, Any]:
     return {
         "command": "config explain",
         "option": "CONFIG_" + info.name,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from abicheck.config.model import Impact
+from abicheck.kconfig.model import Impact
 from abicheck.ruledata import rules_dir
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from abicheck.config import table
-from abicheck.config.model import Change, Effect, Finding, Impact, describe, enabled
+from abicheck.kconfig import table
+from abicheck.kconfig.model import Change, Impact, KconfigFinding, OptionImpact, describe, enabled
 from abicheck.model import GuardedMember
 from abicheck.readers.module_h import present
 
@@ -45,7 +45,7 @@ def struct_module_effect(
     new_config: Mapping[str, str],
     guards: Sequence[GuardedMember],
     module_h: str | None,
-) -> tuple[Effect | None, str]:
+) -> tuple[OptionImpact | None, str]:
     """(the effect, or None; a note when module.h deliberately ignores the option)."""
     mentioned = [g for g in guards if change.option in g.options]
     if guards:
@@ -60,7 +60,8 @@ def struct_module_effect(
                     + ", ".join(f"linux-source-{s}" for e in upstream for s in e.series)
                 )
             return None, ""
-        added, removed = [], []
+        added: list[str] = []
+        removed: list[str] = []
         for g in mentioned:
             before, after = present(g, old_config), present(g, new_config)
             if before is None or after is None or before == after:
@@ -74,12 +75,12 @@ def struct_module_effect(
         if added:
             parts.append("adds " + ", ".join(added))
         where = f"{module_h or 'include/linux/module.h'} struct module"
-        return Effect(Impact.STRUCT_MODULE, where, "; ".join(parts)), ""
+        return OptionImpact(Impact.STRUCT_MODULE, where, "; ".join(parts)), ""
     rows = table.entries(Impact.STRUCT_MODULE, change.option)
     if rows and _flipped(change):
         members = sorted({m for r in rows for m in r.data.get("members", [])})
         series = sorted({s for r in rows for s in r.series})
-        return Effect(
+        return OptionImpact(
             Impact.STRUCT_MODULE,
             rows[0].where,
             f"members {', '.join(members)} (in linux-source-{', '.join(series)}; no module.h "
@@ -95,13 +96,13 @@ def effects_of(
     guards: Sequence[GuardedMember] = (),
     module_h: str | None = None,
     series: Sequence[str] = (),
-) -> tuple[list[Effect], list[str]]:
-    out: list[Effect] = []
+) -> tuple[list[OptionImpact], list[str]]:
+    out: list[OptionImpact] = []
     notes: list[str] = []
     option = change.option
     if option in ("CONFIG_LOCALVERSION", "CONFIG_LOCALVERSION_AUTO") or _flipped(change):
         for e in _series_match(table.entries(Impact.VERMAGIC, option), series):
-            out.append(Effect(Impact.VERMAGIC, e.where, e.detail))
+            out.append(OptionImpact(Impact.VERMAGIC, e.where, e.detail))
     effect, note = struct_module_effect(change, old_config, new_config, guards, module_h)
     if effect:
         out.append(effect)
@@ -111,11 +112,11 @@ def effects_of(
         if impact is not Impact.TOOLCHAIN and not _differs(change):
             continue
         for e in _series_match(table.entries(impact, option), series):
-            out.append(Effect(impact, e.where, e.detail))
+            out.append(OptionImpact(impact, e.where, e.detail))
     return _unique(out), notes
 
 
-def _unique(effects: Iterable[Effect]) -> list[Effect]:
+def _unique(effects: Iterable[OptionImpact]) -> list[OptionImpact]:
     seen, out = set(), []
     for e in effects:
         if (e.impact, e.where) not in seen:
@@ -132,7 +133,7 @@ def classify(
     module_h: str | None = None,
     series: Sequence[str] = (),
     prompt: str = "",
-) -> Finding:
+) -> KconfigFinding:
     effects, notes = effects_of(change, old_config, new_config, guards, module_h, series)
     impact = min((e.impact for e in effects), key=lambda i: i.rank, default=Impact.NONE)
     category = table.categories()[impact]
@@ -146,7 +147,7 @@ def classify(
     if notes:
         message += f" [{'; '.join(notes)}]"
     fix = category.fix.format(option=change.option, setting=setting(change.option, change.new))
-    return Finding(
+    return KconfigFinding(
         change,
         impact,
         tuple(effects),
@@ -164,9 +165,9 @@ def setting(option: str, value: str | None) -> str:
     return f"{option}={value}"
 
 
-def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+def sort_findings(findings: Iterable[KconfigFinding]) -> list[KconfigFinding]:
     return sorted(findings, key=lambda f: (f.impact.rank, f.option))
 
 
-def severity(finding: Finding) -> str:
+def severity(finding: KconfigFinding) -> str:
     return table.categories()[finding.impact].severity
