@@ -58,7 +58,7 @@ def arm64_userland(testdata: dict) -> str:
     return userland
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(sample("modules", "arm64", "*.ko"))))
+@pytest.mark.parametrize("path", sorted(glob.glob(sample("arm64", "*.ko"))))
 def test_committed_samples_are_aarch64(path):
     assert readelf_machine(path) == EM_AARCH64
 
@@ -168,7 +168,7 @@ def test_prove_arm64_without_userland_names_the_packages(tmp_path):
     res = run_cli(
         [
             "prove",
-            sample("modules", "arm64", "hello.ko"),
+            sample("arm64", "hello.ko"),
             "--kernel",
             sample("kernels", "6.1.0-47-arm64.json.gz"),
             "--image",
