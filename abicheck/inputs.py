@@ -99,4 +99,21 @@ def load_targets(
                 targets.append(load_target(one, image, tree, layouts))
             except AbicheckError as e:
                 errors.append(e)
-    return targets, errors
+    return collapse_identical(targets), errors
+
+
+def collapse_identical(targets: Sequence[KernelTarget]) -> list[KernelTarget]:
+    """One target per kernel: targets read from the same files (the same id: release and
+    digest of what was read) are one kernel named several times, as a fleet directory of
+    copied profiles does. The first stands for the others, which it lists in
+    ``also_named``, so that reports count kernels, not files."""
+    from dataclasses import replace
+
+    kept: dict[str, KernelTarget] = {}
+    for t in targets:
+        first = kept.get(t.id)
+        if first is None:
+            kept[t.id] = t
+        elif t.source != first.source and t.source not in first.also_named:
+            kept[t.id] = replace(first, also_named=(*first.also_named, t.source))
+    return list(kept.values())

@@ -384,6 +384,8 @@ class KernelTarget:
     # against the headers (gcc 12.2.0, cached)"); and why there are none, when none
     layout_source: str = ""
     layout_gap: str | None = None
+    # other inputs that named this same kernel (identical profiles in a fleet directory)
+    also_named: tuple[str, ...] = ()
 
     def enabled(self, option: str) -> bool:
         """True when CONFIG_<option> is y or m."""

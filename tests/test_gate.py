@@ -248,3 +248,24 @@ def test_rule_list_as_json():
     assert ids == sorted(ids) and "MV001" in ids and "LY002" in ids
     mv = next(r for r in doc if r["id"] == "MV001")
     assert mv["name"] == "modversion-crc-mismatch" and mv["docs"]["how_to_fix"]
+
+
+def test_identical_profiles_are_one_kernel(tmp_path):
+    """A fleet directory of copies of one profile (same release, same digest) is one
+    kernel: one column saying how many files name it, one result, one SARIF run."""
+    for i in range(3):
+        shutil.copy(K47, tmp_path / f"copy{i}.json.gz")
+    shutil.copy(K56, tmp_path / "other.json.gz")
+    text = run_cli(["check", HELLO, "-k", str(tmp_path)])
+    assert "6.1.0-47-amd64 ×3" in text.stdout
+    assert "summary: 1 module(s) × 2 kernel(s): 1 loads-tainted, 1 refused" in text.stdout
+    doc = run_cli(["check", HELLO, "-k", str(tmp_path), "--format", "json"]).json()
+    assert len(doc["targets"]) == len(doc["results"]) == 2
+    (copies,) = [t for t in doc["targets"] if t["release"] == "6.1.0-47-amd64"]
+    assert sorted(os.path.basename(p) for p in [copies["source"], *copies["also_named"]]) == [
+        "copy0.json.gz",
+        "copy1.json.gz",
+        "copy2.json.gz",
+    ]
+    sarif = json.loads(run_cli(["check", HELLO, "-k", str(tmp_path), "--format", "sarif"]).stdout)
+    assert len(sarif["runs"]) == 2

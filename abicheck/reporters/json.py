@@ -36,6 +36,7 @@ def target_dict(t: KernelTarget) -> dict[str, Any]:
         "notes": list(t.notes),
         "layout_source": t.layout_source or None,
         "layout_gap": t.layout_gap,
+        "also_named": list(t.also_named),
         "files": list(t.files),
     }
 

@@ -195,6 +195,10 @@ def _result(r: Result, target: KernelTarget | None, fired: list[str]) -> list[Li
     return lines
 
 
+# the words a release name may already carry for its architecture (Debian: -amd64, -arm64)
+_ARCH_WORDS = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64")}
+
+
 def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]) -> Table:
     from rich import box
     from rich.table import Table
@@ -202,11 +206,15 @@ def _matrix(results: Sequence[Result], targets: Sequence[KernelTarget]) -> Table
 
     table = Table(title="verdicts", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("module")
+    mixed = len({t.arch for t in targets}) > 1
     for t in targets:
+        name = t.release if sum(x.release == t.release for x in targets) == 1 else t.id
+        if mixed and t.arch and not any(a in name for a in _ARCH_WORDS.get(t.arch, (t.arch,))):
+            name += f" ({t.arch})"  # a fleet of several architectures says which is which
+        if t.also_named:
+            name += f" ×{1 + len(t.also_named)}"  # identical kernels, one column
         # Text, never str: rich would read markup ("[link=...]") in a plain string
-        table.add_column(
-            Text(display(t.release if sum(x.release == t.release for x in targets) == 1 else t.id))
-        )
+        table.add_column(Text(display(name)))
     rows: dict[str, dict[str, Result]] = {}
     for res in results:
         rows.setdefault(res.module, {})[res.target] = res
