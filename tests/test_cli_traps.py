@@ -181,3 +181,31 @@ def test_untagged_artefacts_belong_to_the_only_kernel():
     assert _per_kernel(["/boot/vmlinuz-R"], 1, "--vmlinux") == ["/boot/vmlinuz-R"]
     tagged = bind_to_kernel(["check", "-k", "A", "-k", "B", "--vmlinux", "C:D"])
     assert _per_kernel(tagged[-1:], 2, "--vmlinux") == [None, "C:D"]
+
+
+def test_config_explain_says_which_way_the_effect_goes(testdata):
+    """`config explain CONFIG_KPROBES` with KPROBES=y: the members exist now; turning the
+    option off removes them. It used to read "removes" as if y did that."""
+    import os
+
+    from conftest import CACHE, kernel
+
+    tree = os.path.join(CACHE, "src", "linux-source-6.1")
+    if not os.path.isdir(tree):
+        pytest.skip("linux-source-6.1 not fetched: run `python tools/fetch_source.py`")
+    res = run_cli(
+        [
+            "config",
+            "explain",
+            "CONFIG_KPROBES",
+            "--tree",
+            tree,
+            "--config",
+            kernel(testdata, "6.1-a")["config"],
+        ]
+    )
+    assert "CONFIG_KPROBES = y" in res.stdout
+    assert (
+        "struct-module: set to n instead of y, it removes kprobes_text_start, "
+        "kprobes_text_size, kprobe_blacklist, num_kprobe_blacklist"
+    ) in res.stdout

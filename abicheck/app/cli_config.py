@@ -299,7 +299,12 @@ def explain_command(
     effects, notes = classify.effects_of(
         change, {option_name: value}, {option_name: flipped}, guards, module_h, ()
     )
-    rows = [(e.impact.value, e.where, e.detail) for e in effects]
+    # the classification is of a change away from the current value: say so, or
+    # "removes kprobes members" reads as what KPROBES=y does
+    rows = [
+        (e.impact.value, e.where, f"set to {flipped} instead of {value}, it {e.detail}")
+        for e in effects
+    ]
     rows += [("note", "", n) for n in notes]
     if fmt == "json":
         d = report.explain_dict(info, [])
