@@ -103,17 +103,33 @@ def load_targets(
 
 
 def collapse_identical(targets: Sequence[KernelTarget]) -> list[KernelTarget]:
-    """One target per kernel: targets read from the same files (the same id: release and
-    digest of what was read) are one kernel named several times, as a fleet directory of
-    copied profiles does. The first stands for the others, which it lists in
+    """One target per kernel: a kernel named several times (a fleet directory of copies of
+    one profile, a headers dir given twice) is checked and counted once. Identical means
+    the same id (release and digest) and the same bytes: a profile's digest is what it
+    says of itself, so two files claiming one digest are compared whole, and a damaged
+    copy stays a target of its own. The first stands for the others, which it lists in
     ``also_named``, so that reports count kernels, not files."""
     from dataclasses import replace
 
-    kept: dict[str, KernelTarget] = {}
+    kept: dict[tuple[str, str], KernelTarget] = {}
     for t in targets:
-        first = kept.get(t.id)
+        key = (t.id, _identity(t))
+        first = kept.get(key)
         if first is None:
-            kept[t.id] = t
+            kept[key] = t
         elif t.source != first.source and t.source not in first.also_named:
-            kept[t.id] = replace(first, also_named=(*first.also_named, t.source))
+            kept[key] = replace(first, also_named=(*first.also_named, t.source))
     return list(kept.values())
+
+
+def _identity(target: KernelTarget) -> str:
+    """What makes two readings of a kernel the same: a profile's bytes, else the place."""
+    if target.kind == "profile" and os.path.isfile(target.source):
+        import hashlib
+
+        h = hashlib.sha256()
+        with open(target.source, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    return os.path.realpath(target.source) if target.source != "running" else "running"
