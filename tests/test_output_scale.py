@@ -126,15 +126,8 @@ def test_concise_escapes_hostile_paths(tmp_path):
 
 
 @pytest.mark.slow
-def test_quiet_on_a_whole_debian_tree_is_short():
-    tree = os.path.join(
-        os.environ.get("ABICHECK_TESTDATA", ""), "root/lib/modules/6.1.0-47-amd64/kernel"
-    )
-    headers = os.path.join(
-        os.environ.get("ABICHECK_TESTDATA", ""), "root/usr/src/linux-headers-6.1.0-47-amd64"
-    )
-    if not os.path.isdir(tree) or not os.path.isdir(headers):
-        pytest.skip("Debian test data not fetched: run `python tools/testdata.py all`")
-    res = run_cli(["check", "--quiet", tree, "--kernel", headers])
+def test_quiet_on_a_whole_debian_tree_is_short(testdata):
+    k = testdata["kernels"]["6.1-a"]
+    res = run_cli(["check", "--quiet", k["modules"], "--kernel", k["headers"]])
     assert res.exit_code == 0
     assert len(res.stdout.splitlines()) < 10
