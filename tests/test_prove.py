@@ -109,6 +109,23 @@ def test_one_boot_on_6_1_0_47(testdata, init_enodev):
     assert p["rmmod_rc"] == 0
 
 
+def test_two_modules_of_one_name_are_each_proved(testdata):
+    """The good hello first, then the drifted one: the kernel holds one module of a name,
+    so prove unloads the first before loading the second (in one boot), and each gets its
+    own verdict instead of EEXIST."""
+    drift = os.path.join(testdata["cache"], "drift", NO_KPROBES, "hello.ko")
+    if not os.path.exists(drift):
+        pytest.skip("drifted modules not built: run `python tools/drift.py build-set`")
+    hello = os.path.join(testdata["built"]["6.1-a"], "hello.ko")
+    code, doc = prove_json(testdata, "6.1-a", [hello, drift])
+    assert code == 0 and len(doc["boots"]) == 1
+    good, bad = doc["results"]
+    assert (good["proved"]["verdict"], good["agrees"]) == ("loads-tainted", True)
+    assert (bad["proved"]["verdict"], bad["proved"]["errno"]) == ("refused", ["ENOEXEC"])
+    assert RELOCATION in [ln.split(", loc ")[0] for ln in bad["proved"]["kernel_lines"]]
+    assert bad["agrees"]
+
+
 def test_hello_alone_on_6_1_0_47(testdata):
     hello = os.path.join(testdata["built"]["6.1-a"], "hello.ko")
     code, doc = prove_json(testdata, "6.1-a", [hello])
