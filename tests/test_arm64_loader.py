@@ -218,3 +218,61 @@ def test_kprobes_drift_referee(kprobes_drift, testdata):
         "could not remove module hello: Resource temporarily unavailable"
         in (proved["rmmod_stderr"])
     )
+
+
+# -- R_AARCH64_ABS32 against a kernel symbol -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def abs32_module(testdata, tmp_path_factory) -> tuple[str, dict]:
+    """tests/modules/abs32_arm64: a `.word _printk` in .data, which the assembler emits as
+    R_AARCH64_ABS32; cross-built here against the real 6.1.0-47-arm64 headers."""
+    a = _role(testdata, "6.1-a-arm64")
+    if shutil.which(CROSS + "gcc") is None:
+        pytest.skip("gcc-aarch64-linux-gnu not installed")
+    src = tmp_path_factory.mktemp("abs32") / "abs32"
+    shutil.copytree(os.path.join(REPO, "tests", "modules", "abs32_arm64"), src)
+    subprocess.run(
+        ["make", "-s", "-C", a["headers"], "ARCH=arm64", f"CROSS_COMPILE={CROSS}", f"M={src}"],
+        check=True,
+        capture_output=True,
+    )
+    return str(src / "abs32.ko"), a
+
+
+def test_abs32_against_a_kernel_address_overflows(abs32_module):
+    ko, a = abs32_module
+    r = _result(ko, "-k", a["headers"])
+    first = _first_error(r)
+    assert (r["verdict"], first["rule"], first["errno"]) == ("refused", "RL002", "ENOEXEC")
+    assert first["evidence"]["type_name"] == "R_AARCH64_ABS32"
+    assert (first["evidence"]["symbol"], first["evidence"]["where"]) == (
+        "_printk",
+        "exported by vmlinux",
+    )
+    assert (
+        first["kernel_says"]
+        == "module abs32: overflow in relocation type 258 val <address of _printk>"
+    )
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_abs32_referee(abs32_module, testdata):
+    """The real 6.1.0-47-arm64: "module abs32: overflow in relocation type 258 val
+    ffff…", ENOEXEC, as predicted."""
+    ko, a = abs32_module
+    userland = testdata.get("userland", {}).get("arm64")
+    if not userland or shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 or the arm64 userland missing")
+    args = ["--kernel", a["headers"], "--image", a["image"], "--userland", userland]
+    res = run_cli(["prove", ko, *args, "--accel", "tcg", "--format", "json"])
+    assert res.exit_code == 0, res.stdout + res.stderr
+    (r,) = res.json()["results"]
+    assert r["agrees"], r["disagreements"]
+    proved = r["proved"]
+    assert (proved["verdict"], proved["errno"]) == ("refused", ["ENOEXEC"])
+    assert any(
+        ln.startswith("module abs32: overflow in relocation type 258 val ffff")
+        for ln in proved["kernel_lines"]
+    )
