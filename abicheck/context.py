@@ -256,7 +256,10 @@ class CheckContext:
             fix=render(rule.fix, values),
             taint=taint,
             order=(self.stage_rank(stage or rule.stage), *order),
-            errno=(errno or rule.errno) if effect is Effect.REFUSE else None,
+            # errno="": the syscall returns no errno (the load oopses and insmod is killed)
+            errno=(rule.errno if errno is None else (errno or None))
+            if effect is Effect.REFUSE
+            else None,
             declaration=declaration,
         )
 

@@ -137,18 +137,15 @@ def test_missing_plt_sections(testdata, tmp_path):
 # -- struct module drift, which arm64 applies where x86 refuses --------------------------------
 
 
-@pytest.fixture(scope="module")
-def kprobes_drift(testdata, tmp_path_factory) -> tuple[str, dict]:
-    """hello.ko built against a copy of the 6.1.0-47-arm64 headers with CONFIG_KPROBES
-    turned off (tools/drift.py apply_flips, as the x86 drift cases): exit moves from 0x340
-    to 0x320, onto source_list.next."""
+def _drifted_hello(testdata: dict, work, flips: dict) -> tuple[str, dict]:
+    """hello.ko built against a copy of the 6.1.0-47-arm64 headers with ``flips`` applied
+    (tools/drift.py apply_flips, as the x86 drift cases)."""
     a = _role(testdata, "6.1-a-arm64")
     if shutil.which(CROSS + "gcc") is None:
         pytest.skip("gcc-aarch64-linux-gnu not installed")
     sys.path.insert(0, os.path.join(REPO, "tools"))
     import drift
 
-    work = tmp_path_factory.mktemp("arm64-kprobes")
     headers = work / "linux-headers-6.1.0-47-arm64"
     shutil.copytree(a["headers"], headers, symlinks=True)
     for link in ("scripts", "tools"):  # relative links: point them where they pointed
@@ -156,7 +153,7 @@ def kprobes_drift(testdata, tmp_path_factory) -> tuple[str, dict]:
         if os.path.lexists(headers / link):
             os.unlink(headers / link)
             os.symlink(target, headers / link)
-    drift.apply_flips(str(headers), {"KPROBES": None})
+    drift.apply_flips(str(headers), flips)
     src = work / "hello"
     shutil.copytree(os.path.join(REPO, "tests", "modules", "hello"), src)
     subprocess.run(
@@ -165,6 +162,55 @@ def kprobes_drift(testdata, tmp_path_factory) -> tuple[str, dict]:
         capture_output=True,
     )
     return str(src / "hello.ko"), a
+
+
+@pytest.fixture(scope="module")
+def kprobes_drift(testdata, tmp_path_factory) -> tuple[str, dict]:
+    """CONFIG_KPROBES off: exit moves from 0x340 to 0x320, onto source_list.next."""
+    return _drifted_hello(testdata, tmp_path_factory.mktemp("arm64-kprobes"), {"KPROBES": None})
+
+
+# The options whose drift moves struct module on x86 (tools/drift.py's cases), on arm64.
+ARM64_DRIFTS = ["TRACEPOINTS", "JUMP_LABEL", "KALLSYMS", "DEBUG_INFO_BTF_MODULES", "SYSFS"]
+
+
+@pytest.fixture(scope="module")
+def arm64_drifts(testdata, tmp_path_factory) -> dict[str, str]:
+    out = {}
+    for option in ARM64_DRIFTS:
+        work = tmp_path_factory.mktemp(f"arm64-{option.lower()}")
+        out[option], _ = _drifted_hello(testdata, work, {option: None})
+    return out
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_arm64_drifts_agree_with_the_kernel(arm64_drifts, testdata):
+    """Each drift, predicted from the headers alone, against the real 6.1.0-47-arm64 in
+    one boot (prove loads same-named modules one after the other): the verdict, the
+    kernel's line and the errno agree, and the option named is the one flipped."""
+    a = _role(testdata, "6.1-a-arm64")
+    userland = testdata.get("userland", {}).get("arm64")
+    if not userland or shutil.which("qemu-system-aarch64") is None:
+        pytest.skip("qemu-system-aarch64 or the arm64 userland missing")
+    modules = [arm64_drifts[o] for o in ARM64_DRIFTS]
+    args = ["--kernel", a["headers"], "--image", a["image"], "--userland", userland]
+    res = run_cli(["prove", *modules, *args, "--accel", "tcg", "--format", "json"])
+    doc = res.json()
+    assert len(doc["results"]) == len(ARM64_DRIFTS)
+    for option, r in zip(ARM64_DRIFTS, doc["results"], strict=True):
+        assert r["agrees"], (option, r["disagreements"])
+        moved = [f for f in r["findings"] if f["rule"] == "LY002"]
+        named = {o["option"] for f in moved for o in f["evidence"]["options"]}
+        assert not moved or f"CONFIG_{option}" in named, (option, named)
+    assert res.exit_code == 0
+    # TRACEPOINTS: exit lands on target_list.next, which the load itself then follows
+    tracepoints = doc["results"][0]
+    assert tracepoints["verdict"] == "refused" and tracepoints["proved"]["verdict"] == "oops"
+    assert any(
+        ln.startswith("Unable to handle kernel paging request at virtual address")
+        for ln in tracepoints["proved"]["kernel_lines"]
+    )
 
 
 def test_kprobes_drift_is_overwritten_not_refused(kprobes_drift):

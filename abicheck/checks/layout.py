@@ -379,8 +379,36 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
     summary = "; ".join(parts) + f": {explanation}"
     if refused is not None and not ctx.arch.get("abs64_checks_existing", True):
         # arm64's reloc_data() writes the 64-bit address whatever the place holds: no
-        # refusal, the kernel's member is overwritten (rules/arch/aarch64.toml)
+        # refusal, the kernel's member is overwritten (rules/arch/aarch64.toml); the load
+        # oopses when it then walks that member itself
+        walked = ctx.arch.get("walked_during_load", {})
+        crash = next(
+            (
+                (la, m, walked[m])
+                for la in lands
+                if la.nonzero
+                for m in la.kernel_members
+                if m in walked
+            ),
+            None,
+        )
         refused = None
+        if crash is not None:
+            la, member, walker = crash
+            summary += (
+                f". {la.symbol}'s relocation is written over the kernel's {member}, already "
+                f"set ({', '.join(la.nonzero)}): the {ctx.target.arch} loader does not check "
+                f"the place, and {walker} then follows it: the kernel oopses during the load "
+                "(the module stays 'coming', the kernel is tainted D)"
+            )
+            yield ctx.finding(
+                evidence={"summary": summary, "oops": True, **evidence},
+                declaration=_about(evidence),
+                kernel_says="Unable to handle kernel paging request at virtual address "
+                f"<{member} holding {la.symbol}'s address>",
+                errno="",
+            )
+            return
     if refused is not None:
         summary += (
             f". cleanup_module's relocation lands on the kernel's "

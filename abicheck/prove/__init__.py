@@ -315,15 +315,20 @@ def _one_boot(
     run.boots.append(Boot(round(seconds, 1), accel, failure, tail))
     records = vm.with_taint_delta(vm.parse_serial(text, cases))
     settled = 0
+    stuck: set[str] = set()  # names whose module rmmod could not remove in this boot
     for rec in records:
         load = _load(rec, index, text, failure)
         if rec["kind"] == "dep":
             run.deps.append(load)
             continue
+        if load.name in stuck:
+            break  # it met the earlier one still loaded (EEXIST): boot afresh for it
         loads[rec["module"]] = load
         settled += 1
         if load.outcome in ("oops", "hang"):
             break
+        if load.outcome == "loaded" and load.rmmod_rc not in (0, None):
+            stuck.add(load.name)
     if settled == 0:
         # the kernel never reached the first load: it does not boot here
         why = (failure or "no load was recorded").strip().splitlines()[0]
@@ -399,6 +404,14 @@ def disagreements(load: Load, result: Result) -> list[str]:
     """Where the kernel and abicheck's prediction part, one sentence each."""
     if result.verdict == Verdict.UNREADABLE:
         return [f"abicheck could not read the module; the kernel: {load.kernel_verdict}"]
+    refusal = next((f for f in result.findings if f.effect == "refuse"), None)
+    if load.outcome == "oops" and refusal is not None and refusal.evidence.get("oops"):
+        # the prediction was that the load oopses (arm64 struct module drift): agreed when
+        # the kernel's first line of it is the one predicted
+        says = (refusal.kernel_says or "").splitlines()
+        if says and not logged(says[0], load.kernel_lines):
+            return [f"{refusal.rule} predicts the oops line {says[0]!r}; the kernel did not log it"]
+        return []
     if load.outcome in ("oops", "hang", "not-run"):
         return [f"abicheck predicts {result.verdict}, the kernel: {load.outcome}"]
     refusal = next((f for f in result.findings if f.effect == "refuse"), None)
