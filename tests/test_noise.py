@@ -133,3 +133,39 @@ def test_one_crc_mismatch_on_the_modules_own_kernel_stays_per_symbol(tmp_path):
         "kernel_crc": "0x92997ed8",
         "owner": "vmlinux",
     }
+
+
+@pytest.mark.debian
+def test_a_member_in_the_module_padding_is_a_warning_not_unsafe(testdata):
+    """MUTEX_SPIN_ON_OWNER off in the module's headers: struct mutex loses osq, which sat
+    in the padding after wait_lock. Nothing the module uses moved and the real 6.1.0-47
+    loads and runs it (tests/test_qemu.py), so LY003 warns instead of calling it unsafe."""
+    module = os.path.join(CACHE, "drift", "6.1-a-no-mutex-spin-on-owner", "drift_struct.ko")
+    if not os.path.exists(module):
+        pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
+    r = result(module, kernel(testdata, "6.1-a")["headers"])
+    (ly,) = of(r, "LY003")
+    assert (ly["evidence"]["struct"], ly["effect"], ly["severity"]) == ("mutex", "warn", "warning")
+    assert ly["evidence"]["members"] == "osq at 0xc (4 bytes)"
+    assert ly["message"].startswith(
+        "struct mutex: the kernel has osq at 0xc (4 bytes) where the module's layout has padding"
+    )
+    assert r["verdict"] == "loads-tainted"
+
+
+@pytest.mark.debian
+def test_a_shifted_struct_names_the_first_member_that_moved(testdata):
+    """SCHED_INFO off: task_struct shrinks by 64 bytes; the message names the first member
+    that moved and counts the rest, not the size alone (pid is among them)."""
+    module = os.path.join(CACHE, "drift", "6.1-a-no-sched-info", "task_pid.ko")
+    if not os.path.exists(module):
+        pytest.skip("drifted trees not built: run `python tools/drift.py build-set`")
+    r = result(module, kernel(testdata, "6.1-a")["headers"])
+    structs = {f["evidence"]["struct"]: f for f in of(r, "LY003")}
+    task = structs["task_struct"]
+    assert task["effect"] == "unsafe" and r["verdict"] == "loads-unsafe"
+    assert task["evidence"]["difference"].startswith(
+        "size 9728 in the module, 9792 in the kernel; "
+        "sched_info at 0x86c in the module, 0x870 in the kernel; and "
+    )
+    assert "pid at 0x950 in the module, 0x970 in the kernel" in task["evidence"]["differences"]

@@ -967,8 +967,9 @@ CASES = [
         "structs",
         why="SMP-dependent (depends on SMP): struct mutex loses osq, which sat in the "
         "padding after wait_lock: no size or offset changes, struct module does not move; "
-        "abicheck says loads-unsafe (LY003: osq exists only in the kernel) though the "
-        "module's static initialiser leaves osq zero (unlocked); qemu: loads",
+        "abicheck warns (LY003 as a warning: the kernel has osq where the module has "
+        "padding, nothing the module uses moved; its static initialiser leaves osq zero, "
+        "which is unlocked); qemu: loads",
     ),
     Case(
         "6.1-a-no-sched-info",
