@@ -28,6 +28,10 @@ def disagreement(ctx: CheckContext) -> Iterator[Finding]:
     if proved is None or not proved.disagreements or proved.verdict in HUNG:
         return
     line = proved.line
+    # the sentences beyond "abicheck predicts X, the kernel Y", which the message says
+    # in its own words
+    said = f"abicheck predicts {proved.predicted}"
+    details = [d for d in proved.disagreements if not d.startswith(said)]
     yield ctx.finding(
         evidence={
             "predicted": proved.predicted,
@@ -36,9 +40,10 @@ def disagreement(ctx: CheckContext) -> Iterator[Finding]:
             "kernel_line": repr(line) if line else "nothing",
             "kernel_lines": list(proved.kernel_lines),
             "disagreements": list(proved.disagreements),
-            "summary": "; ".join(proved.disagreements),
+            "details": "; ".join(details),
         },
         kernel_says=line,
+        variant=None if details else "message_verdicts",
     )
 
 
