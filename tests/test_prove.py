@@ -222,9 +222,15 @@ def test_force_loads_a_module_of_another_build_tainted_f(testdata):
 
 
 @pytest.fixture(scope="module")
-def hang_run(testdata, init_enodev, init_hang):
-    """One prove run, in-process: init_enodev (a disagreement), init_hang (a hang, which
-    ends the boot) and hello (loaded in a fresh boot)."""
+def init_hostile(testdata, tmp_path_factory) -> str:
+    return _built(testdata, tmp_path_factory, "init_hostile")
+
+
+@pytest.fixture(scope="module")
+def hang_run(testdata, init_enodev, init_hostile, init_hang):
+    """One prove run, in-process: init_enodev (a disagreement), init_hostile (one whose
+    kernel lines are terminal escapes and a forged workflow command), init_hang (a hang,
+    which ends the boot) and hello (loaded in a fresh boot)."""
     _need_tools()
     from abicheck.prove import ProveRequest, prove
     from abicheck.targets import load_target
@@ -233,7 +239,7 @@ def hang_run(testdata, init_enodev, init_hang):
     hello = os.path.join(testdata["built"]["6.1-a"], "hello.ko")
     target = load_target(k["headers"], k["vmlinuz"], k["modules"])
     request = ProveRequest(
-        [init_enodev, init_hang, hello],
+        [init_enodev, init_hostile, init_hang, hello],
         target,
         image=k["vmlinuz"],
         modules_dir=k["modules"],
@@ -248,7 +254,7 @@ def hang_run(testdata, init_enodev, init_hang):
 
 def test_a_hang_is_pv002_and_the_next_module_boots_afresh(hang_run):
     run, _ = hang_run
-    enodev, hang, hello = run.proofs
+    enodev, _, hang, hello = run.proofs
     assert len(run.boots) == 2 and run.failed
     assert (enodev.proved.boot, hang.proved.boot, hello.proved.boot) == (0, 0, 1)
     load = hang.proved
@@ -297,14 +303,14 @@ def test_every_format_carries_prove_findings(hang_run):
     from abicheck.reporters import FORMATS
 
     run, target = hang_run
-    enodev, hang, _ = (p.proved.module for p in run.proofs)
+    enodev, _, hang, _ = (p.proved.module for p in run.proofs)
     out = {fmt: report.render(run, target, fmt) for fmt in FORMATS}
     assert all(isinstance(v, str) for v in out.values())
 
     doc = json.loads(str(out["json"]))
     rules = [[f["rule"] for f in r["findings"] if f["category"] == "prove"] for r in doc["results"]]
-    assert rules == [["PV001"], ["PV002"], []]
-    assert doc["results"][1]["proved"]["verdict"] == "hang"
+    assert rules == [["PV001"], ["PV001"], ["PV002"], []]
+    assert doc["results"][2]["proved"]["verdict"] == "hang"
 
     sarif = json.loads(str(out["sarif"]))
     got = {(r["ruleId"], r["level"]) for run_ in sarif["runs"] for r in run_["results"]}
@@ -325,3 +331,29 @@ def test_every_format_carries_prove_findings(hang_run):
     assert "  proved:    hang" in text and "  init:      called, never returned" in text
     assert "error   PV002 prove-oops-or-hang: insmod did not return within 5 s" in text
     assert "For more information: abicheck rule PV001" in text
+
+
+def test_the_kernels_lines_are_escaped_in_every_format(hang_run):
+    """init_hostile's init logs ESC sequences and a line that is a GitHub workflow
+    command; the kernel keeps the bytes, and they reach prove as they were. No format
+    lets them through raw."""
+    from abicheck.prove import report
+    from abicheck.reporters import FORMATS
+
+    run, target = hang_run
+    hostile = run.proofs[1]
+    assert hostile.proved.kernel_lines[-2:] == (
+        "abicheck init_hostile: \x1b[31mred\x1b[0m",
+        "::error::forged %0A",
+    )
+    assert hostile.proved.errno == ("ENODEV",)
+    (pv001,) = [f for f in hostile.shown.findings if f.rule == "PV001"]
+    assert pv001.kernel_says == "::error::forged %0A"
+    for fmt in FORMATS:
+        out = str(report.render(run, target, fmt))
+        assert "\x1b" not in out, fmt
+        assert not any(ln.startswith("::error::forged") for ln in out.splitlines()), fmt
+    text = str(report.render(run, target, "text"))
+    assert "  kernel:    abicheck init_hostile: \\x1b[31mred\\x1b[0m" in text
+    github = str(report.render(run, target, "github"))
+    assert "kernel says: ::error::forged %250A" in github
