@@ -37,7 +37,7 @@ def disagreement(ctx: CheckContext) -> Iterator[Finding]:
             "predicted": proved.predicted,
             "kernel_verdict": proved.verdict,
             "errno": "/".join(proved.errno) or "none",
-            "kernel_line": repr(line) if line else "nothing",
+            "kernel_line": line,
             "kernel_lines": list(proved.kernel_lines),
             "disagreements": list(proved.disagreements),
             "details": "; ".join(details),
