@@ -5,9 +5,11 @@ The initramfs holds a static busybox, kmod's own ``insmod``/``rmmod`` (the host'
 /usr/bin/kmod with the libraries ``ldd`` names, because kmod is the loader abicheck's
 predictions assume), the modules and an /init that, per module, records what the kernel
 said: insmod's exit code and stderr, the new dmesg lines, the global taint mask before
-and after, /sys/module/NAME/taint and initstate. It prints all that as tagged lines on
-the serial console and powers off. Nothing from the modules or the kernel packages runs
-on the host: the host only reads their .modinfo.
+and after, /sys/module/NAME/taint, initstate and parameters. It prints all that as tagged
+lines on the serial console and powers off. An insmod still running after the load
+timeout is a hang: a watchdog reports what the kernel shows at that moment and powers off
+(insmod sleeps in the kernel and cannot be killed). Nothing from the modules or the
+kernel packages runs on the host: the host only reads their .modinfo.
 
 A kernel of another architecture than the host's (ARCHES: arm64 on an amd64 host) boots
 under that architecture's emulator with Debian's busybox-static and kmod of the same
