@@ -39,6 +39,10 @@ class Assumptions:
     trusted_keys: str | None = None  # where --trusted-keys came from
     # --param values: module name ("" for every module) → [(name, value or None)]
     params: tuple[tuple[str, str, str | None], ...] = ()
+    # insmod -f / modprobe --force: kmod asks the kernel to ignore __versions and the
+    # vermagic (finit_module's MODULE_INIT_IGNORE_MODVERSIONS | _VERMAGIC), or strips both
+    # from the image it passes to init_module(): the module the kernel reads has neither
+    force: bool = False
 
     def enforcing(self, target: KernelTarget) -> bool:
         return target.enabled("MODULE_SIG_FORCE") or self.sig_enforce
@@ -123,6 +127,29 @@ class BuildTree:
     module_h: tuple[GuardedMember, ...] = ()
 
 
+@dataclass(frozen=True)
+class Proved:
+    """What ``abicheck prove`` saw the kernel do with one module, beside abicheck's own
+    verdict: the input of the rules fed by prove (category ``prove``, PV001/PV002).
+
+    Those rules are registered like any other (one TOML, one ``@check``) so that every
+    reporter, --select/--ignore and ``abicheck rule PV001`` treat them alike; but no file
+    can show what a live kernel did, so their checks read this record, which only prove
+    attaches (:attr:`RunContext.proved`), and stay silent in a static run. The comparison
+    itself (``disagreements``) is prove's: it needs the whole predicted result, which no
+    single check sees."""
+
+    predicted: str  # abicheck's verdict (Verdict value)
+    verdict: str  # the kernel's: loads, loads-tainted, refused, oops, hang, not-run
+    errno: tuple[str, ...]  # the errno names insmod's message stands for
+    kernel_lines: tuple[str, ...]  # what the kernel logged during the load
+    line: str  # the one line that says what the kernel did (a refusal's reason, an oops's first)
+    disagreements: tuple[str, ...]  # one sentence each; empty when the kernel agrees
+    # the rule whose finding predicted an oops (LY002 on arm64), when one did
+    predicted_oops: str | None = None
+    load_timeout: float | None = None  # seconds insmod was given before it counted as hung
+
+
 @dataclass
 class RunContext:
     """Everything shared by the checks of one run: its modules, in load order, and the
@@ -131,6 +158,8 @@ class RunContext:
     entries: Sequence[RunEntry] = ()
     assumptions: Assumptions = field(default_factory=Assumptions)
     build_tree: BuildTree | None = None
+    # module path -> what the kernel did with it, attached by ``abicheck prove`` only
+    proved: Mapping[str, Proved] = field(default_factory=dict)
 
     @classmethod
     def of(

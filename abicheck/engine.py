@@ -45,6 +45,8 @@ def check_module(
     module: Module, target: KernelTarget, run: RunContext, selected: RuleFilter | None = None
 ) -> Result:
     registry = checks.load_all()
+    if run.assumptions.force:
+        module = as_forced(module)
     ctx = CheckContext(module, target, run)
     findings: list[Finding] = []
     for rule_id in sorted(registry):
@@ -56,6 +58,7 @@ def check_module(
     if exclusive:
         # the load fails before anything else is looked at (rules/*.toml `exclusive`)
         findings = exclusive
+    findings = _forced_once(findings)
     verdict, taints = verdict_of(findings)
     if module.types is not None:
         findings = [_with_source(module, f) for f in findings]
@@ -68,6 +71,39 @@ def check_module(
         tuple(findings),
         run.assumptions.describe(target),
     )
+
+
+def _forced_once(findings: list[Finding]) -> list[Finding]:
+    """try_to_force_load() logs "NAME: REASON: kernel tainted." only while the kernel is
+    not yet tainted F: of a module forced for several reasons (no __versions, no
+    vermagic, each unversioned symbol), the kernel logs the first reason it meets."""
+    out, seen = [], False
+    for f in findings:
+        if f.taint == "F" and f.effect is Effect.TAINT:
+            if seen and f.kernel_says:
+                f = replace(f, kernel_says=None)
+            seen = True
+        out.append(f)
+    return out
+
+
+def as_forced(module: Module) -> Module:
+    """The module as the kernel reads it from ``insmod -f`` (kmod 30, libkmod-module.c
+    kmod_module_insert_module()): finit_module() with MODULE_INIT_IGNORE_MODVERSIONS |
+    MODULE_INIT_IGNORE_VERMAGIC, which setup_load_info() and check_modinfo() honour by
+    seeing no __versions and no vermagic; where finit_module() is not used (a compressed
+    file the kernel does not decompress) kmod strips __versions (SHF_ALLOC cleared) and
+    zeroes vermagic= in the image it passes to init_module(): the same module to the
+    kernel. module_sig_check() verifies a signature only when the flags are 0: a forced
+    load counts as unsigned. (Not modelled: the init_module() path hands the kernel a
+    signed module whose bytes kmod changed, which fails verification with EKEYREJECTED.)
+    The kernel then force-loads through try_to_force_load(): MV003 and VM002 say so."""
+    modinfo = tuple((k, v) for k, v in module.modinfo if k != "vermagic")
+    first = {k: v for k, v in module.modinfo_first.items() if k != "vermagic"}
+    return replace(
+        module, versions=None, versions_size=0, modinfo=modinfo, modinfo_first=first,
+        signature=None,
+    )  # fmt: skip
 
 
 def _with_source(module: Module, f: Finding) -> Finding:

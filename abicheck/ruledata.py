@@ -43,7 +43,10 @@ CATEGORIES = (
     "license",
     "compression",
     "taint",
+    # what the live kernel did under `abicheck prove` (context.Proved), not read from files
+    "prove",
 )
+PROVE = "prove"
 _ID = re.compile(r"^[A-Z]{2}\d{3}$")
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 

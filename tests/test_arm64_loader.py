@@ -211,6 +211,14 @@ def test_arm64_drifts_agree_with_the_kernel(arm64_drifts, testdata):
         ln.startswith("Unable to handle kernel paging request at virtual address")
         for ln in tracepoints["proved"]["kernel_lines"]
     )
+    # the oops is a PV002 finding with the oops's first line, a warning only: LY002
+    # predicted it (an unpredicted oops is an error, and exit 1)
+    (pv002,) = [f for f in tracepoints["findings"] if f["rule"] == "PV002"]
+    assert pv002["severity"] == "warning" and pv002["evidence"]["predicted_by"] == "LY002"
+    assert pv002["kernel_says"].startswith(
+        "Unable to handle kernel paging request at virtual address"
+    )
+    assert not [f for r in doc["results"] for f in r["findings"] if f["rule"] == "PV001"]
 
 
 def test_kprobes_drift_is_overwritten_not_refused(kprobes_drift):

@@ -56,22 +56,31 @@ def prove_json(testdata: dict, role: str, modules: list[str], *extra: str) -> tu
     return res.exit_code, res.json()
 
 
-@pytest.fixture(scope="module")
-def init_enodev(testdata, tmp_path_factory) -> str:
-    """tests/modules/init_enodev built against 6.1.0-47 (from the test data when
+def _built(testdata: dict, tmp_path_factory, name: str) -> str:
+    """tests/modules/NAME built against 6.1.0-47 (from the test data when
     tools/testdata.py built it, else here, into a temporary directory)."""
-    built = os.path.join(testdata["built"]["6.1-a"], "init_enodev.ko")
+    built = os.path.join(testdata["built"]["6.1-a"], f"{name}.ko")
     if os.path.exists(built):
         return built
-    out = tmp_path_factory.mktemp("init_enodev")
-    shutil.copytree(os.path.join(REPO, "tests", "modules", "init_enodev"), out, dirs_exist_ok=True)
+    out = tmp_path_factory.mktemp(name)
+    shutil.copytree(os.path.join(REPO, "tests", "modules", name), out, dirs_exist_ok=True)
     headers = testdata["kernels"]["6.1-a"]["headers"]
     proc = subprocess.run(
         ["make", "-s", "-C", headers, f"M={out}", "modules"], capture_output=True, text=True
     )
     if proc.returncode != 0:
-        pytest.skip(f"init_enodev not built: {proc.stderr[-300:]}")
-    return str(out / "init_enodev.ko")
+        pytest.skip(f"{name} not built: {proc.stderr[-300:]}")
+    return str(out / f"{name}.ko")
+
+
+@pytest.fixture(scope="module")
+def init_enodev(testdata, tmp_path_factory) -> str:
+    return _built(testdata, tmp_path_factory, "init_enodev")
+
+
+@pytest.fixture(scope="module")
+def init_hang(testdata, tmp_path_factory) -> str:
+    return _built(testdata, tmp_path_factory, "init_hang")
 
 
 def test_one_boot_on_6_1_0_47(testdata, init_enodev):
@@ -170,3 +179,181 @@ def test_missing_qemu_names_the_package(testdata, monkeypatch, tmp_path):
     assert res.stderr.strip().splitlines() == [
         "abicheck: error: qemu-system-x86_64 not found: install the Debian package qemu-system-x86"
     ]
+
+
+def test_param_reaches_the_module(testdata):
+    """--param MODULE.NAME=VALUE goes to insmod, and the kernel reads it back in
+    /sys/module/params_mod/parameters (and the module's init prints it)."""
+    mod = os.path.join(testdata["built"]["6.1-a"], "params_mod.ko")
+    code, doc = prove_json(
+        testdata, "6.1-a", [mod], "--param", "params_mod.count=7", "--param", "params_mod.label=hi"
+    )
+    (r,) = doc["results"]
+    p = r["proved"]
+    assert code == 0 and r["agrees"] and p["verdict"] == "loads-tainted"
+    assert (p["params"]["count"], p["params"]["label"]) == ("7", "hi")
+    # the defaults the module declares, untouched
+    assert (p["params"]["port"], p["params"]["verbose"]) == ("80", "N")
+    # params_mod_init(): count verbose label port nlevels custom
+    assert p["kernel_lines"][-1] == "7 0 hi 80 0 0"
+    assert not [f for f in r["findings"] if f["category"] == "prove"]
+
+
+def test_force_loads_a_module_of_another_build_tainted_f(testdata):
+    """hello built for 6.1.0-56, insmod -f into 6.1.0-47 (CONFIG_MODULE_FORCE_LOAD=y): kmod
+    asks the kernel to ignore __versions and the vermagic, so module_layout's CRC is never
+    compared; the kernel force-loads it, logs the first reason once and taints F."""
+    hello = os.path.join(testdata["built"]["6.1-b"], "hello.ko")
+    code, doc = prove_json(testdata, "6.1-a", [hello], "--force")
+    (r,) = doc["results"]
+    p = r["proved"]
+    assert code == 0 and r["agrees"], r["disagreements"]
+    assert r["verdict"] == "loads-tainted" and [t["letter"] for t in r["taints"]] == ["F", "O", "E"]
+    (mv003,) = [f for f in r["findings"] if f["rule"] == "MV003"]
+    assert mv003["kernel_says"] == "hello: module_layout: kernel tainted."
+    # try_to_force_load() logs once: "bad vermagic" comes second and is not logged
+    (vm002,) = [f for f in r["findings"] if f["rule"] == "VM002"]
+    assert vm002["kernel_says"] is None
+    assert p["verdict"] == "loads-tainted" and p["errno"] == [] and p["rc"] == 0
+    assert p["kernel_lines"][0] == "hello: module_layout: kernel tainted."
+    assert not any("bad vermagic" in ln for ln in p["kernel_lines"])
+    assert p["module_taint"] == "FOE" and p["taints_set"] == "FOE"
+    assert p["init_returned"] == 0 and p["rmmod_rc"] == 0
+
+
+@pytest.fixture(scope="module")
+def init_hostile(testdata, tmp_path_factory) -> str:
+    return _built(testdata, tmp_path_factory, "init_hostile")
+
+
+@pytest.fixture(scope="module")
+def hang_run(testdata, init_enodev, init_hostile, init_hang):
+    """One prove run, in-process: init_enodev (a disagreement), init_hostile (one whose
+    kernel lines are terminal escapes and a forged workflow command), init_hang (a hang,
+    which ends the boot) and hello (loaded in a fresh boot)."""
+    _need_tools()
+    from abicheck.prove import ProveRequest, prove
+    from abicheck.targets import load_target
+
+    k = testdata["kernels"]["6.1-a"]
+    hello = os.path.join(testdata["built"]["6.1-a"], "hello.ko")
+    target = load_target(k["headers"], k["vmlinuz"], k["modules"])
+    request = ProveRequest(
+        [init_enodev, init_hostile, init_hang, hello],
+        target,
+        image=k["vmlinuz"],
+        modules_dir=k["modules"],
+        accel="tcg",
+        load_timeout=5.0,
+    )
+    start = time.monotonic()
+    run = prove(request)
+    print(f"prove 6.1-a, a hang: {time.monotonic() - start:.1f}s wall, boots {run.boots}")
+    return run, target
+
+
+def test_a_hang_is_pv002_and_the_next_module_boots_afresh(hang_run):
+    run, _ = hang_run
+    enodev, _, hang, hello = run.proofs
+    assert len(run.boots) == 2 and run.failed
+    assert (enodev.proved.boot, hang.proved.boot, hello.proved.boot) == (0, 0, 1)
+    load = hang.proved
+    assert load.outcome == "hang" and load.rc is None and load.errno == ()
+    assert load.init_ran is True and load.init_returned is None and load.initstate == "coming"
+    assert load.kernel_lines[-1] == "abicheck init_hang: sleeping for ever"
+    (pv002,) = [f for f in hang.shown.findings if f.rule == "PV002"]
+    assert pv002.severity.value == "error" and pv002.name == "prove-oops-or-hang"
+    assert pv002.message == (
+        "insmod did not return within 5 s: the module's init never returned "
+        "(the kernel's last line: abicheck init_hang: sleeping for ever)"
+    )
+    assert pv002.kernel_says == "abicheck init_hang: sleeping for ever"
+    assert not [f for f in hang.shown.findings if f.rule == "PV001"]
+    # the prediction is untouched: the verdict is abicheck's, not the kernel's
+    assert hang.shown.verdict.value == "loads-tainted"
+    # the watchdog ended the first boot soon after the 5 s
+    assert run.boots[0].failure is None
+    # hello, in the second boot, as if alone
+    assert hello.agrees and hello.proved.kernel_verdict == "loads-tainted"
+    assert hello.proved.kernel_lines[-1] == "abicheck hello" and hello.proved.rmmod_rc == 0
+    assert not [f for f in hello.shown.findings if f.category == "prove"]
+
+
+def test_a_disagreement_is_pv001_with_the_kernels_line_and_errno(hang_run):
+    run, _ = hang_run
+    enodev = run.proofs[0]
+    assert not enodev.agrees and enodev.proved.errno == ("ENODEV",)
+    (pv001,) = [f for f in enodev.shown.findings if f.rule == "PV001"]
+    assert pv001.severity.value == "error" and pv001.name == "prove-disagreement"
+    assert pv001.message == (
+        "abicheck predicted loads-tainted, the kernel: refused (errno ENODEV; it logged "
+        "'abicheck init_enodev: no device')"
+    )
+    assert pv001.kernel_says == "abicheck init_enodev: no device"
+    assert pv001.evidence["errno"] == "ENODEV"
+
+
+def test_every_format_carries_prove_findings(hang_run):
+    """The same run through each reporter: a disagreement (PV001) and a hang (PV002) are
+    findings every format shows, as errors."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from abicheck.prove import report
+    from abicheck.reporters import FORMATS
+
+    run, target = hang_run
+    enodev, _, hang, _ = (p.proved.module for p in run.proofs)
+    out = {fmt: report.render(run, target, fmt) for fmt in FORMATS}
+    assert all(isinstance(v, str) for v in out.values())
+
+    doc = json.loads(str(out["json"]))
+    rules = [[f["rule"] for f in r["findings"] if f["category"] == "prove"] for r in doc["results"]]
+    assert rules == [["PV001"], ["PV001"], ["PV002"], []]
+    assert doc["results"][2]["proved"]["verdict"] == "hang"
+
+    sarif = json.loads(str(out["sarif"]))
+    got = {(r["ruleId"], r["level"]) for run_ in sarif["runs"] for r in run_["results"]}
+    assert {("PV001", "error"), ("PV002", "error")} <= got
+
+    root = ET.fromstring(str(out["junit"]))
+    failures = [f.get("message", "") + (f.text or "") for f in root.iter("failure")]
+    assert any("PV001" in f for f in failures) and any("PV002" in f for f in failures)
+
+    errors = [ln for ln in str(out["github"]).splitlines() if ln.startswith("::error")]
+    assert any("PV001" in ln for ln in errors) and any("PV002" in ln for ln in errors)
+
+    concise = str(out["concise"]).splitlines()
+    assert any(ln.startswith(enodev) and "PV001" in ln for ln in concise)
+    assert any(ln.startswith(hang) and "PV002" in ln for ln in concise)
+
+    text = str(out["text"])
+    assert "  proved:    hang" in text and "  init:      called, never returned" in text
+    assert "error   PV002 prove-oops-or-hang: insmod did not return within 5 s" in text
+    assert "For more information: abicheck rule PV001" in text
+
+
+def test_the_kernels_lines_are_escaped_in_every_format(hang_run):
+    """init_hostile's init logs ESC sequences and a line that is a GitHub workflow
+    command; the kernel keeps the bytes, and they reach prove as they were. No format
+    lets them through raw."""
+    from abicheck.prove import report
+    from abicheck.reporters import FORMATS
+
+    run, target = hang_run
+    hostile = run.proofs[1]
+    assert hostile.proved.kernel_lines[-2:] == (
+        "abicheck init_hostile: \x1b[31mred\x1b[0m",
+        "::error::forged %0A",
+    )
+    assert hostile.proved.errno == ("ENODEV",)
+    (pv001,) = [f for f in hostile.shown.findings if f.rule == "PV001"]
+    assert pv001.kernel_says == "::error::forged %0A"
+    for fmt in FORMATS:
+        out = str(report.render(run, target, fmt))
+        assert "\x1b" not in out, fmt
+        assert not any(ln.startswith("::error::forged") for ln in out.splitlines()), fmt
+    text = str(report.render(run, target, "text"))
+    assert "  kernel:    abicheck init_hostile: \\x1b[31mred\\x1b[0m" in text
+    github = str(report.render(run, target, "github"))
+    assert "kernel says: ::error::forged %250A" in github

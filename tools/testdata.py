@@ -292,6 +292,8 @@ BUILDS = [
     ("dup_export", ["6.1-a"], {}),
     ("ctor_mod", ["6.1-a"], {}),
     ("init_enodev", ["6.1-a"], {}),
+    ("init_hang", ["6.1-a"], {}),
+    ("init_hostile", ["6.1-a"], {}),
 ]
 
 ARM64_ROLES = ["6.1-a-arm64", "6.1-b-arm64", "6.12-arm64"]

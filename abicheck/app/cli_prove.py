@@ -13,6 +13,7 @@ import sys
 import click
 
 from abicheck.errors import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, AbicheckError
+from abicheck.reporters import FORMATS
 
 
 def _fail(message: str) -> None:
@@ -62,6 +63,12 @@ def _image(release: str, vmlinux: str | None, image: str | None) -> str:
 @click.option("--force", "-f", is_flag=True, help="Load with insmod -f.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds per boot.")
 @click.option(
+    "--load-timeout",
+    default=20.0,
+    show_default=True,
+    help="Seconds one insmod may take; longer is a hang (PV002), and the boot ends there.",
+)
+@click.option(
     "--accel", type=click.Choice(["auto", "kvm", "tcg"]), default="auto", show_default=True
 )
 @click.option(
@@ -73,7 +80,7 @@ def _image(release: str, vmlinux: str | None, image: str | None) -> str:
     "busybox-static, kmod and kmod's libraries of that architecture, each extracted here "
     "with dpkg-deb -x.",
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text")
 def prove(
     modules: tuple[str, ...],
     kernel: str,
@@ -83,6 +90,7 @@ def prove(
     params: tuple[str, ...],
     force: bool,
     timeout: float,
+    load_timeout: float,
     accel: str,
     userland: str | None,
     fmt: str,
@@ -90,7 +98,9 @@ def prove(
     """Boot the --kernel in a throwaway VM, load MODULES as insmod/modprobe would, and
     show what the kernel did beside abicheck's prediction.
 
-    Exit 0: the kernel agrees with every prediction; 1: a disagreement; 2: an error.
+    Every format carries what the kernel did: a disagreement is a PV001 finding, a load
+    that oopsed or hung a PV002 one. Exit 0: the kernel agrees with every prediction; 1:
+    a disagreement, an oops or a hang; 2: an error.
     """
     from abicheck.prove import ProveRequest, report
     from abicheck.prove import prove as run_prove
@@ -111,6 +121,7 @@ def prove(
             params=[_param(p) for p in params],
             force=force,
             timeout=timeout,
+            load_timeout=load_timeout,
             accel=accel,
             userland=userland,
         )
@@ -118,8 +129,10 @@ def prove(
     except (AbicheckError, OSError) as e:
         _fail(str(e))
         return
-    click.echo(report.as_json(run, target) if fmt == "json" else report.text(run), nl=False)
-    sys.exit(EXIT_OK if run.agrees else EXIT_FINDINGS)
+    written = report.render(run, target, fmt)
+    for _suffix, text in [("", written)] if isinstance(written, str) else written:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_FINDINGS if run.failed else EXIT_OK)
 
 
 def register(group: click.Group) -> None:

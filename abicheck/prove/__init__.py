@@ -21,16 +21,22 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from abicheck.context import Assumptions
+from abicheck import ruledata
+from abicheck.context import Assumptions, Proved, RunContext
 from abicheck.errors import AbicheckError, ModuleReadError, TargetError
-from abicheck.model import KernelTarget, Result, Verdict
+from abicheck.model import KernelTarget, Result, Severity, Verdict
 from abicheck.prove import vm
 
 # a kernel line that means the kernel itself went wrong, not the module's load
 OOPS = re.compile(r"(Oops:|BUG:|Kernel panic|general protection fault|Call Trace:|RIP: )")
+# the first line of an oops, the one a search engine knows (x86 and arm64 wording)
+OOPS_START = re.compile(
+    r"^(BUG: |Oops: |general protection fault|Unable to handle kernel |Internal error: |"
+    r"Kernel panic)"
+)
 
 
 # A working KVM boots a Debian kernel to /init and loads a few modules in 1-3 s. Where
@@ -60,6 +66,7 @@ class ProveRequest:
     params: Sequence[tuple[str, str, str | None]] = ()  # (module or "", name, value)
     force: bool = False  # insmod -f
     timeout: float = 120.0  # per boot, seconds
+    load_timeout: float = vm.LOAD_TIMEOUT  # per insmod: longer is a hang
     accel: str = "auto"  # "kvm", "tcg", or "auto": kvm when /dev/kvm is usable
     cache_dir: str | None = None  # initramfs images; a temporary dir when None
     # a foreign architecture's extracted Debian busybox-static, kmod and kmod's libraries
@@ -88,6 +95,8 @@ class Load:
     rmmod_rc: int | None
     rmmod_stderr: str
     boot: int  # which boot of the run (0, 1, ...)
+    # /sys/module/NAME/parameters/* after the load, as the kernel reads them back
+    params: dict[str, str] = field(default_factory=dict)
 
     @property
     def kernel_verdict(self) -> str:
@@ -105,13 +114,29 @@ class Load:
 
 @dataclass(frozen=True)
 class Proof:
-    predicted: Result
+    predicted: Result  # abicheck's verdict and findings, as a static check gives them
     proved: Load
     disagreements: tuple[str, ...]
+    # the prediction with the findings of the rules fed by prove (PV001, PV002) added;
+    # its verdict is still the predicted one. What every output format shows.
+    result: Result | None = None
 
     @property
     def agrees(self) -> bool:
         return not self.disagreements
+
+    @property
+    def shown(self) -> Result:
+        return self.result or self.predicted
+
+    @property
+    def failed(self) -> bool:
+        """A disagreement, or an error finding of prove's rules (an oops or a hang that
+        abicheck did not predict): exit 1."""
+        return not self.agrees or any(
+            f.category == ruledata.PROVE and f.severity is Severity.ERROR
+            for f in self.shown.findings
+        )
 
 
 @dataclass(frozen=True)
@@ -134,6 +159,14 @@ class ProveRun:
     @property
     def agrees(self) -> bool:
         return all(p.agrees for p in self.proofs)
+
+    @property
+    def failed(self) -> bool:
+        return any(p.failed for p in self.proofs)
+
+    @property
+    def results(self) -> list[Result]:
+        return [p.shown for p in self.proofs]
 
 
 def vm_arch(target: KernelTarget) -> str:
@@ -199,9 +232,59 @@ def predict(request: ProveRequest) -> list[Result]:
     """abicheck's own verdicts for the modules, in-process, against the same target."""
     from abicheck.runner import RunOptions, run_checks
 
-    options = RunOptions(assumptions=Assumptions(params=tuple(request.params)), jobs=1)
+    options = RunOptions(assumptions=_assumptions(request), jobs=1)
     paths: list[str | ModuleReadError] = list(request.modules)
     return run_checks(paths, [request.target], options).results
+
+
+def _assumptions(request: ProveRequest) -> Assumptions:
+    return Assumptions(params=tuple(request.params), force=request.force)
+
+
+def proved_findings(request: ProveRequest, result: Result, proof: Proved) -> Result:
+    """``result`` with the findings of the rules fed by prove (category ``prove``) added:
+    their checks run on the module again, with what the kernel did attached to the run.
+    The verdict stays the prediction's."""
+    from abicheck.engine import check_module
+    from abicheck.readers.module import read_module
+
+    try:
+        module = read_module(result.module)
+    except (ModuleReadError, OSError):
+        return result  # unreadable: the disagreement stands in the proof, exit 1
+    run = RunContext(assumptions=_assumptions(request), proved={result.module: proof})
+    ours = check_module(
+        module, request.target, run, lambda rule: ruledata.rule(rule).category == ruledata.PROVE
+    )
+    return replace(result, findings=(*result.findings, *ours.findings))
+
+
+def kernel_line(load: Load) -> str:
+    """The line that says what the kernel did: a refusal's reason and a hang's last word
+    are the last line it logged (check_modinfo()'s taint notices come before them), an
+    oops's is the oops's own first line, a load's the first."""
+    lines = [ln for ln in load.kernel_lines if ln.strip()]
+    if not lines:
+        return ""
+    if load.outcome == "oops":
+        return next((ln for ln in lines if OOPS_START.match(ln)), lines[0])
+    return lines[-1] if load.outcome in ("refused", "hang") else lines[0]
+
+
+def _proved(load: Load, result: Result, found: Sequence[str], timeout: float) -> Proved:
+    oops = next(
+        (f.rule for f in result.findings if f.effect == "refuse" and f.evidence.get("oops")), None
+    )
+    return Proved(
+        predicted=result.verdict.value,
+        verdict=load.kernel_verdict,
+        errno=load.errno,
+        kernel_lines=load.kernel_lines,
+        line=kernel_line(load),
+        disagreements=tuple(found),
+        predicted_oops=oops,
+        load_timeout=timeout,
+    )
 
 
 def prove(request: ProveRequest) -> ProveRun:
@@ -237,7 +320,9 @@ def prove(request: ProveRequest) -> ProveRun:
             remaining = remaining[done:]
     for path, result in zip(request.modules, predicted, strict=True):
         load = loads[path]
-        run.proofs.append(Proof(result, load, tuple(disagreements(load, result))))
+        found = tuple(disagreements(load, result))
+        shown = proved_findings(request, result, _proved(load, result, found, request.load_timeout))
+        run.proofs.append(Proof(result, load, found, shown))
     return run
 
 
@@ -299,7 +384,12 @@ def _one_boot(
     ]
     # warnings and worse on the console: an oops or a panic reaches the host
     initramfs = vm.build_initramfs(
-        cases, cache, console_level=5, userland=request.userland, arch=arch
+        cases,
+        cache,
+        console_level=5,
+        userland=request.userland,
+        arch=arch,
+        load_timeout=request.load_timeout,
     )
     command = vm.qemu_command(
         image, initramfs, accel=accel, extra_append="initcall_debug", arch=arch
@@ -344,8 +434,12 @@ def _load(rec: dict[str, Any], boot: int, serial: str, failure: str | None) -> L
     lines = list(rec["dmesg"])
     if not rec["complete"]:
         # the guest never came back from this insmod: the console holds what it said
-        after = serial.split(rec["guest_path"], 1)[-1]
-        lines = [vm.dmesg_line(ln) for ln in after.splitlines() if ln and not ln.startswith(vm.TAG)]
+        # (warnings and worse), and a hang's watchdog what dmesg had by then
+        after = serial.split(rec["guest_path"], 1)[-1].split(vm.DONE, 1)[0]
+        console = [
+            vm.dmesg_line(ln) for ln in after.splitlines() if ln and not ln.startswith(vm.TAG)
+        ]
+        lines += [ln for ln in console if ln not in lines]
     oops = rec["oops"] or any(OOPS.search(ln) for ln in lines)
     if not rec["complete"]:
         outcome = "oops" if oops else "hang"
@@ -374,6 +468,7 @@ def _load(rec: dict[str, Any], boot: int, serial: str, failure: str | None) -> L
         rmmod_rc=rmmod["rc"] if rmmod else None,
         rmmod_stderr=rmmod["stderr"] if rmmod else "",
         boot=boot,
+        params=dict(rec["params"].get(name, {})),
     )
 
 

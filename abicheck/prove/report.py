@@ -1,5 +1,14 @@
-"""``abicheck prove``'s output: text (one block per module, predicted beside proved) and
-JSON (the check's result objects, each with a ``proved`` object). Other formats later."""
+"""``abicheck prove``'s output, in every format of :data:`abicheck.reporters.FORMATS`.
+
+The results shown are the predictions with the findings of the rules fed by prove
+(PV001 the kernel disagrees, PV002 the load oopsed or hung) added, so SARIF results,
+JUnit failures, GitHub annotations and concise lines carry a disagreement through the
+ordinary reporters. Two formats add what only prove knows: text puts one block per
+module first (predicted beside proved: the kernel's lines, insmod's errno, taints, init,
+rmmod, parameters) and then the text reporter's findings; JSON is the JSON reporter's
+document with a ``proved`` object (and ``agrees``, ``disagreements``) in each result and
+the boots at the top level.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +18,11 @@ from typing import Any
 from abicheck import __version__
 from abicheck.model import KernelTarget
 from abicheck.prove import Load, ProveRun
+from abicheck.reporters import FORMATS, Output, Report, make_reporter
 from abicheck.reporters.escape import json_text, message_line
 from abicheck.reporters.json import result_dict, target_dict
 
-FORMATS = ("text", "json")
+__all__ = ["FORMATS", "render"]
 
 
 def _load_lines(load: Load) -> list[str]:
@@ -28,15 +38,23 @@ def _load_lines(load: Load) -> list[str]:
         f"  taints:    mask {before} -> {after}, set by this load: {load.taints_set or 'none'}"
         f", /sys/module/{load.name}/taint: {load.module_taint or '-'}"
     )
-    init = "not called" if not load.init_ran else f"returned {load.init_returned}"
+    init = (
+        "not called"
+        if not load.init_ran
+        else "called, never returned"
+        if load.init_returned is None
+        else f"returned {load.init_returned}"
+    )
     out.append(f"  init:      {init}, initstate {load.initstate or '-'}")
+    if load.params:
+        out.append("  params:    " + ", ".join(f"{k}={v}" for k, v in sorted(load.params.items())))
     if load.rmmod_rc is not None:
         rm = "ok" if load.rmmod_rc == 0 else f"rc {load.rmmod_rc} {load.rmmod_stderr}"
         out.append(f"  rmmod:     {rm}")
     return out
 
 
-def text(run: ProveRun) -> str:
+def text(run: ProveRun, target: KernelTarget, color: bool = False) -> str:
     out = [f"prove {run.release} ({run.image})"]
     for i, b in enumerate(run.boots):
         why = f": {b.failure}" if b.failure else ""
@@ -54,13 +72,18 @@ def text(run: ProveRun) -> str:
     n = sum(not p.agrees for p in run.proofs)
     out.append("")
     out.append(f"{len(run.proofs)} modules, {n} disagreement{'s' * (n != 1)}")
-    return "\n".join(message_line(ln) for ln in out) + "\n"
+    out.append("")
+    head = "\n".join(message_line(ln) for ln in out) + "\n"
+    # the findings, prove's among them, as `abicheck check` prints them
+    findings = make_reporter("text", color=color).render(Report(run.results, [target]))
+    assert isinstance(findings, str)
+    return head + findings
 
 
 def document(run: ProveRun, target: KernelTarget) -> dict[str, Any]:
     results = []
     for p in run.proofs:
-        r = result_dict(p.predicted)
+        r = result_dict(p.shown)
         r["proved"] = p.proved.as_dict()
         r["agrees"] = p.agrees
         r["disagreements"] = list(p.disagreements)
@@ -87,3 +110,13 @@ def document(run: ProveRun, target: KernelTarget) -> dict[str, Any]:
 
 def as_json(run: ProveRun, target: KernelTarget) -> str:
     return json_text(json.dumps(document(run, target), indent=2)) + "\n"
+
+
+def render(run: ProveRun, target: KernelTarget, fmt: str, color: bool = False) -> Output:
+    """The run in format ``fmt`` (a name of reporters.FORMATS)."""
+    if fmt == "text":
+        return text(run, target, color)
+    if fmt == "json":
+        return as_json(run, target)
+    reporter = make_reporter(fmt, color=color)
+    return reporter.render(Report(run.results, [target]))

@@ -5,9 +5,11 @@ The initramfs holds a static busybox, kmod's own ``insmod``/``rmmod`` (the host'
 /usr/bin/kmod with the libraries ``ldd`` names, because kmod is the loader abicheck's
 predictions assume), the modules and an /init that, per module, records what the kernel
 said: insmod's exit code and stderr, the new dmesg lines, the global taint mask before
-and after, /sys/module/NAME/taint and initstate. It prints all that as tagged lines on
-the serial console and powers off. Nothing from the modules or the kernel packages runs
-on the host: the host only reads their .modinfo.
+and after, /sys/module/NAME/taint, initstate and parameters. It prints all that as tagged
+lines on the serial console and powers off. An insmod still running after the load
+timeout is a hang: a watchdog reports what the kernel shows at that moment and powers off
+(insmod sleeps in the kernel and cannot be killed). Nothing from the modules or the
+kernel packages runs on the host: the host only reads their .modinfo.
 
 A kernel of another architecture than the host's (ARCHES: arm64 on an amd64 host) boots
 under that architecture's emulator with Debian's busybox-static and kmod of the same
@@ -376,6 +378,25 @@ out() { echo "@@ABICHECK@@ $*"; }
 # every line of a file, tagged (sed keeps lines that contain anything at all)
 outfile() { sed "s/^/@@ABICHECK@@ $1 $2 /" "$3"; }
 
+# seen: ID -- what the kernel shows after an insmod, or while one hangs: the taint mask,
+# the new modules (their taint, initstate and readable parameters), the new dmesg lines
+seen() {
+    ta=$(cat /proc/sys/kernel/tainted)
+    dmesg -r -c > /tmp/dmesg
+    ls /sys/module > /tmp/after
+    out "$1" tainted_before "$tb"
+    out "$1" tainted_after "$ta"
+    for m in $(grep -vxF -f /tmp/before /tmp/after); do
+        out "$1" new "$m" "$(cat /sys/module/$m/taint 2>/dev/null)"
+        out "$1" initstate "$m" "$(cat /sys/module/$m/initstate 2>/dev/null)"
+        for p in /sys/module/$m/parameters/*; do
+            [ -f "$p" ] && [ -r "$p" ] && out "$1" param "$m" "${p##*/}" "$(cat "$p" 2>&1)"
+        done
+        echo "$m" >> /tmp/loaded
+    done
+    outfile "$1" dmesg /tmp/dmesg
+}
+
 # load: ID KIND FILE FLAGS [PARAM...] -- insmod one file and report what the kernel did
 load() {
     id=$1
@@ -388,22 +409,20 @@ load() {
     tb=$(cat /proc/sys/kernel/tainted)
     # announced first: a load that never returns is known by its start without an end
     out "$id" start "$kind" "$file"
-    /sbin/insmod $flags "$file" "$@" > /tmp/out 2> /tmp/err
+    /sbin/insmod $flags "$file" "$@" > /tmp/out 2> /tmp/err &
+    pid=$!
+    # an insmod still in the kernel after @LOAD_TIMEOUT@ s hangs (its init never returns):
+    # it cannot be killed, so say what the kernel shows and end this boot; the host boots
+    # afresh for the modules after it
+    ( sleep @LOAD_TIMEOUT@; seen "$id"; out "$id" hang; finish ) &
+    dog=$!
+    wait $pid
     rc=$?
-    ta=$(cat /proc/sys/kernel/tainted)
-    dmesg -r -c > /tmp/dmesg
-    ls /sys/module > /tmp/after
+    kill $dog 2> /dev/null
     out "$id" rc "$rc"
-    out "$id" tainted_before "$tb"
-    out "$id" tainted_after "$ta"
-    for m in $(grep -vxF -f /tmp/before /tmp/after); do
-        out "$id" new "$m" "$(cat /sys/module/$m/taint 2>/dev/null)"
-        out "$id" initstate "$m" "$(cat /sys/module/$m/initstate 2>/dev/null)"
-        echo "$m" >> /tmp/loaded
-    done
+    seen "$id"
     outfile "$id" stderr /tmp/err
     outfile "$id" stdout /tmp/out
-    outfile "$id" dmesg /tmp/dmesg
     out "$id" end
     # the kernel died in this load (TAINT_DIE): what follows would run in a broken
     # kernel, so stop here; the host boots afresh for the rest
@@ -453,7 +472,14 @@ def guest_paths(cases: Sequence[Case]) -> list[list[tuple[str, str, str]]]:
     return plan
 
 
-def init_script(cases: Sequence[Case], console_level: int = 1) -> str:
+# seconds an insmod may take before it counts as hung; emulation (TCG) runs a module's
+# init some 10-50 times slower than hardware, and a healthy init returns in well under 1 s
+LOAD_TIMEOUT = 20.0
+
+
+def init_script(
+    cases: Sequence[Case], console_level: int = 1, load_timeout: float = LOAD_TIMEOUT
+) -> str:
     body = []
     for i, items in enumerate(guest_paths(cases)):
         case = cases[i]
@@ -465,6 +491,7 @@ def init_script(cases: Sequence[Case], console_level: int = 1) -> str:
             body.append("load " + " ".join(words))
         body.append(f"unload {i}")
     head = INIT_HEAD.replace("@PRINTK@", str(console_level))
+    head = head.replace("@LOAD_TIMEOUT@", f"{load_timeout:g}")
     return head + "\n".join(body) + "\n" + INIT_TAIL
 
 
@@ -474,7 +501,11 @@ def read_bytes(path: str) -> bytes:
 
 
 def initramfs_bytes(
-    cases: Sequence[Case], console_level: int = 1, userland: str | None = None, arch: str = ""
+    cases: Sequence[Case],
+    console_level: int = 1,
+    userland: str | None = None,
+    arch: str = "",
+    load_timeout: float = LOAD_TIMEOUT,
 ) -> bytes:
     """`userland`: an extracted foreign-architecture Debian userland (of `arch`); None:
     the host's busybox and kmod."""
@@ -500,7 +531,7 @@ def initramfs_bytes(
     for items in guest_paths(cases):
         for _kind, host, guest in items:
             cpio.file(guest, read_bytes(host))
-    cpio.file("init", init_script(cases, console_level).encode(), 0o755)
+    cpio.file("init", init_script(cases, console_level, load_timeout).encode(), 0o755)
     return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
 
 
@@ -510,9 +541,10 @@ def build_initramfs(
     console_level: int = 1,
     userland: str | None = None,
     arch: str = "",
+    load_timeout: float = LOAD_TIMEOUT,
 ) -> str:
     """The initramfs for these cases, built once and kept under <cache>/qemu/."""
-    data = initramfs_bytes(cases, console_level, userland, arch)
+    data = initramfs_bytes(cases, console_level, userland, arch, load_timeout)
     digest = hashlib.sha256(data).hexdigest()[:16]
     out_dir = os.path.join(cache, "qemu")
     os.makedirs(out_dir, exist_ok=True)
@@ -693,7 +725,9 @@ def new_record(
         "complete": False,
         "started": False,
         "oops": False,
+        "hang": False,
         "initstate": {},
+        "params": {},
         "init_called": None,
         "init_returned": None,
     }
@@ -709,6 +743,12 @@ def add_field(rec: dict[str, Any], key: str, value: str) -> None:
         rec["started"] = True
     elif key == "oops":
         rec["oops"] = True
+    elif key == "hang":
+        rec["hang"] = True
+    elif key == "param":
+        name, _, rest = value.partition(" ")
+        param, _, current = rest.partition(" ")
+        rec["params"].setdefault(name, {})[param] = current
     elif key == "initstate":
         name, _, state = value.partition(" ")
         rec["initstate"][name] = state
