@@ -215,7 +215,7 @@ def arch_sections_missing(ctx: CheckContext) -> Iterator[Finding]:
     missing = [s for s in required if s not in names]
     if not missing:
         return
-    said = ctx.arch.get("messages", {}).get("missing_sections", "")
+    said = ctx.arch_message("missing_sections") or ""
     yield ctx.finding(
         evidence={
             "missing": " and ".join(missing),

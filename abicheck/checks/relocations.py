@@ -30,7 +30,7 @@ def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
                 kernel_says=f"module {ctx.module.name}: REL relocation unsupported",
             )
             continue
-        said = ctx.arch.get("messages", {}).get("unknown_relocation")
+        said = ctx.arch_message("unknown_relocation")
         for r_type in sorted(rs.types - known.keys()):
             yield ctx.finding(
                 kernel_says=said.format(module=ctx.module.name, r_type=r_type) if said else None,
@@ -124,11 +124,7 @@ def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
                 "remedy": messages.get(spec.get("fix", ""), remedy),
             },
             order=(i, rel.r_offset),
-            kernel_says=messages["relocation_overflow"].format(
-                module=ctx.module.name, r_type=rel.r_type, symbol=rel.symbol
-            )
-            if "relocation_overflow" in messages
-            else None,
+            kernel_says=_overflow_line(ctx, rel),
         )
         return  # the kernel stops at the first
 
@@ -141,7 +137,6 @@ def relocation_maybe_out_of_range(ctx: CheckContext) -> Iterator[Finding]:
         return
     names = {int(k): v for k, v in ctx.arch.get("relocations", {}).items()}
     window = int(ctx.arch.get("prel_window_bits", 64))
-    messages = ctx.arch.get("messages", {})
     for i, rel, spec in _checked(ctx):
         if spec["op"] != "prel" or spec.get("plt") or int(spec["bits"]) >= window:
             continue
@@ -160,12 +155,15 @@ def relocation_maybe_out_of_range(ctx: CheckContext) -> Iterator[Finding]:
                 "fits": f"{lo:#x}..{hi:#x}",
             },
             order=(i, rel.r_offset),
-            kernel_says=messages["relocation_overflow"].format(
-                module=ctx.module.name, r_type=rel.r_type, symbol=rel.symbol
-            )
-            if "relocation_overflow" in messages
-            else None,
+            kernel_says=_overflow_line(ctx, rel),
         )
+
+
+def _overflow_line(ctx: CheckContext, rel: CheckedRelocation) -> str | None:
+    said = ctx.arch_message("relocation_overflow")
+    if said is None:
+        return None  # the rule's own kernel_says
+    return said.format(module=ctx.module.name, r_type=rel.r_type, symbol=rel.symbol)
 
 
 def _reach(size: int) -> str:
