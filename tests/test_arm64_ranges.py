@@ -10,7 +10,9 @@ holds every kernel address (loads), and a module built without PAC/BTI landing p
   module adr: overflow in relocation type 274 val ffffc8f6c82bae34    (ENOEXEC)
   sabs, nopac: loaded, init ran, rmmod succeeded.
 and on 6.12.107-arm64 the same, with 6.12's pr_fmt ("Modules: module movw: overflow in
-relocation type 263 val ffff9a102ff43d98").
+relocation type 263 val ffff9a102ff43d98"). And sabs with its ftrace trampoline section
+removed (.text.ftrace_trampoline on 6.1, .init.text.ftrace_trampoline on 6.12) is refused by
+module_finalize() with ENOEXEC and no line of its own (EL008).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ MODULES = ("movw", "adr", "sabs", "nopac")
 ROLES = ("6.1-a-arm64", "6.12-arm64")
 # 6.12's arch/arm64/kernel/module.c prints through pr_fmt "Modules: "
 PREFIX = {"6.1-a-arm64": "", "6.12-arm64": "Modules: "}
+# module_finalize() → module_init_ftrace_plt(): the section each generation adds
+NOTRAMP = {"6.1-a-arm64": ".text.ftrace_trampoline", "6.12-arm64": ".init.text.ftrace_trampoline"}
 
 
 def _arch(name: str) -> dict:
@@ -77,6 +81,20 @@ def built(testdata, tmp_path_factory) -> dict[tuple[str, str], str]:
                 capture_output=True,
             )
             out[(role, name)] = str(src / f"{name}.ko")
+        # sabs without the ftrace trampoline section this generation's module_finalize()
+        # looks for (synthetic: objcopy from the real build; a module linked with another
+        # linker script than Kbuild's module.lds)
+        synthetic = str(tmp_path_factory.mktemp(f"notramp-{role}") / "synthetic-notramp.ko")
+        subprocess.run(
+            [
+                CROSS + "objcopy",
+                f"--remove-section={NOTRAMP[role]}",
+                out[(role, "sabs")],
+                synthetic,
+            ],
+            check=True,
+        )
+        out[(role, "notramp")] = synthetic
     if not out:
         pytest.skip("no arm64 headers fetched: run `python tools/testdata.py all`")
     return out
@@ -166,6 +184,20 @@ def test_signed_movw_and_no_landing_pads_are_not_flagged(testdata, built, role, 
     assert flagged == {"TN001", "SG001"}
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_a_missing_ftrace_trampoline_section_is_refused_silently(testdata, built, role):
+    r = _result(testdata, role, _module(built, role, "notramp"))
+    first = next(f for f in r["findings"] if f["severity"] == "error")
+    assert (r["verdict"], first["rule"], first["errno"], first["kernel_says"]) == (
+        "refused",
+        "EL008",
+        "ENOEXEC",
+        None,
+    )
+    assert first["evidence"]["missing"] == NOTRAMP[role]
+    assert "module_finalize()" in first["message"]
+
+
 def test_nopac_really_lacks_the_landing_pads(built):
     """nopac's init_module starts with the ftrace nops and then no paciasp; hello-like
     Kbuild modules have one (the point of the nopac case)."""
@@ -193,7 +225,7 @@ def test_referee(testdata, built, role):
     if not userland or shutil.which("qemu-system-aarch64") is None:
         pytest.skip("qemu-system-aarch64 or the arm64 userland missing")
     k = kernel(testdata, role)
-    modules = [_module(built, role, name) for name in MODULES]
+    modules = [_module(built, role, name) for name in (*MODULES, "notramp")]
     args = ["--kernel", k["headers"], "--image", k["image"], "--userland", userland]
     res = run_cli(["prove", *modules, *args, "--accel", "tcg", "--format", "json"])
     assert res.exit_code == 0, res.stdout + res.stderr
@@ -220,3 +252,17 @@ def test_referee(testdata, built, role):
         )
         assert f"abicheck {name}" in proved["kernel_lines"]
         assert proved["rmmod_rc"] == 0
+    # without the trampoline section: ENOEXEC, and no line of the loader's
+    proved = by_name["synthetic-notramp"]["proved"]
+    assert (proved["verdict"], proved["errno"], proved["init_ran"]) == (
+        "refused",
+        ["ENOEXEC"],
+        False,
+    )
+    # (the kernel prints the taint lines only when a taint is first set: earlier modules of
+    # this boot have set them)
+    taints = {
+        "sabs: loading out-of-tree module taints kernel.",
+        "sabs: module verification failed: signature and/or required key missing - tainting kernel",
+    }
+    assert set(proved["kernel_lines"]) <= taints, proved["kernel_lines"]
