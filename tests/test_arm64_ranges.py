@@ -1,13 +1,16 @@
 """The arm64 loader's range checks (rules/arch/aarch64.toml [range_checks]) on real modules
 cross-built at test time against Debian's arm64 headers, with the real kernel as referee.
 
-tests/modules/{movw,adr,sabs,nopac}_arm64: a kernel symbol's address by an
-overflow-checked MOVW group (always refused: RL002), by `adr` (+/-1 MiB: refused unless the
-module lands next to the symbol: RL003, a warning), by signed MOVW groups whose checked one
-holds every kernel address (loads), and a module built without PAC/BTI landing pads
-(loads). Seen on Debian's 6.1.0-47-arm64 under qemu-system-aarch64 -cpu max:
+tests/modules/{movw,pcpu,adr,sabs,nopac}_arm64: a kernel symbol's address by an
+overflow-checked MOVW group (always refused: RL002); a 32-bit reference to the module's own
+per-CPU variable (an address on arm64, so refused too: RL002); a kernel symbol's address by
+`adr` (+/-1 MiB: refused unless the module lands next to the symbol: RL003, a warning); by
+signed MOVW groups whose checked one holds every kernel address (loads); and a module built
+without PAC/BTI landing pads (loads). Seen on Debian's 6.1.0-47-arm64 under
+qemu-system-aarch64 -cpu max:
   module movw: overflow in relocation type 263 val ffffc8f6c82bae34   (ENOEXEC)
   module adr: overflow in relocation type 274 val ffffc8f6c82bae34    (ENOEXEC)
+  module pcpu: overflow in relocation type 258 val ffffa8493dc182e8   (ENOEXEC)
   sabs, nopac: loaded, init ran, rmmod succeeded.
 and on 6.12.107-arm64 the same, with 6.12's pr_fmt ("Modules: module movw: overflow in
 relocation type 263 val ffff9a102ff43d98"). And sabs with its ftrace trampoline section
@@ -29,7 +32,7 @@ from conftest import REPO, kernel, run_cli
 from abicheck.readers.module import RANGE_CHECKED, read_module
 
 CROSS = "aarch64-linux-gnu-"
-MODULES = ("movw", "adr", "sabs", "nopac")
+MODULES = ("movw", "pcpu", "adr", "sabs", "nopac")
 ROLES = ("6.1-a-arm64", "6.12-arm64")
 # 6.12's arch/arm64/kernel/module.c prints through pr_fmt "Modules: "
 PREFIX = {"6.1-a-arm64": "", "6.12-arm64": "Modules: "}
@@ -122,15 +125,42 @@ def test_the_modules_carry_the_relocations_they_are_named_for(built, role):
     types = {
         name: {e.r_type for rs in read_module(_module(built, role, name)).relocation_sections
                for e in rs.checked}
-        for name in ("movw", "adr", "sabs")
+        for name in ("movw", "pcpu", "adr", "sabs")
     }  # fmt: skip
-    # R_AARCH64_MOVW_UABS_G0, ADR_PREL_LO21, MOVW_SABS_G2 (the _NC groups are not decoded)
-    assert types == {"movw": {263}, "adr": {274}, "sabs": {272}}
+    # R_AARCH64_MOVW_UABS_G0, ABS32, ADR_PREL_LO21, MOVW_SABS_G2 (the _NC groups are not
+    # decoded; nor are the relocations of the non-allocated .debug_* sections)
+    assert types == {"movw": {263}, "pcpu": {258}, "adr": {274}, "sabs": {272}}
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_movw_uabs_g0_against_a_kernel_symbol_is_refused(testdata, built, role):
-    r = _result(testdata, role, _module(built, role, "movw"))
+@pytest.mark.parametrize(
+    ("name", "r_type", "type_name", "symbol", "where", "fits", "fix"),
+    [
+        (
+            "movw",
+            263,
+            "R_AARCH64_MOVW_UABS_G0",
+            "_printk",
+            "exported by vmlinux",
+            "0x0..0xffff",
+            "adrp + add",
+        ),
+        # arm64's per-CPU symbols are addresses (x86_64's are offsets, which fit)
+        (
+            "pcpu",
+            258,
+            "R_AARCH64_ABS32",
+            "abicheck_pcpu",
+            "defined in .data..percpu, a module address",
+            "0x0..0xffffffff",
+            "pointer-sized field",
+        ),
+    ],
+)
+def test_absolute_field_no_kernel_address_fits_is_refused(
+    testdata, built, role, name, r_type, type_name, symbol, where, fits, fix
+):
+    r = _result(testdata, role, _module(built, role, name))
     (f,) = _rl(r)
     assert (r["verdict"], f["rule"], f["severity"], f["errno"]) == (
         "refused",
@@ -140,16 +170,16 @@ def test_movw_uabs_g0_against_a_kernel_symbol_is_refused(testdata, built, role):
     )
     ev = f["evidence"]
     assert (ev["type_name"], ev["symbol"], ev["where"], ev["fits"]) == (
-        "R_AARCH64_MOVW_UABS_G0",
-        "_printk",
-        "exported by vmlinux",
-        "0x0..0xffff",
+        type_name,
+        symbol,
+        where,
+        fits,
     )
-    assert (
-        f["kernel_says"]
-        == PREFIX[role] + "module movw: overflow in relocation type 263 val <address of _printk>"
+    assert f["kernel_says"] == (
+        f"{PREFIX[role]}module {name}: overflow in relocation type {r_type} val "
+        f"<address of {symbol}>"
     )
-    assert "adrp + add" in f["fix"]
+    assert fix in f["fix"]
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -233,15 +263,16 @@ def test_referee(testdata, built, role):
     assert all(r["agrees"] for r in by_name.values()), {
         n: r["disagreements"] for n, r in by_name.items()
     }
-    for name, r_type in (("movw", 263), ("adr", 274)):
+    for name, r_type in (("movw", 263), ("pcpu", 258), ("adr", 274)):
         proved = by_name[name]["proved"]
         assert (proved["verdict"], proved["errno"]) == ("refused", ["ENOEXEC"])
         line = f"{PREFIX[role]}module {name}: overflow in relocation type {r_type} val "
         assert any(
             re.fullmatch(re.escape(line) + "ffff[0-9a-f]{12}", ln) for ln in proved["kernel_lines"]
         ), proved
-    # predicted: movw refused (RL002), adr loads with the RL003 warning that it may not
-    assert by_name["movw"]["verdict"] == "refused"
+    # predicted: movw and pcpu refused (RL002), adr loads with the RL003 warning that it
+    # may not
+    assert by_name["movw"]["verdict"] == by_name["pcpu"]["verdict"] == "refused"
     assert by_name["adr"]["verdict"] == "loads-tainted"
     for name in ("sabs", "nopac"):
         proved = by_name[name]["proved"]
