@@ -211,6 +211,13 @@ class CheckContext:
         data = ruledata.arch_data()
         return data.get(self.target.arch, {})
 
+    def arch_message(self, key: str) -> str | None:
+        """A line of the arch's loader (rules/arch/*.toml [messages]) as this kernel's
+        loader generation prints it ([messages_by_generation.GEN] overrides: arm64's
+        module.c gained pr_fmt "Modules: ")."""
+        own = self.arch.get("messages_by_generation", {}).get(self.generation, {})
+        return own.get(key, self.arch.get("messages", {}).get(key))
+
     @cached_property
     def distribution(self) -> dict[str, Any]:
         loader = ruledata.loader_data()

@@ -251,6 +251,18 @@ class ModuleSignature:
     has_authattrs: bool = False
 
 
+class CheckedRelocation(NamedTuple):
+    """One relocation of a type whose value the arch's loader range-checks, decoded."""
+
+    r_offset: int
+    r_type: int
+    r_addend: int
+    symbol: str  # the symbol's name, or its section's for a section symbol
+    where: str  # the symbol's section name, "" if undefined, or "*ABS*"
+    st_value: int
+    weak: bool  # STB_WEAK: an undefined weak symbol nobody exports resolves to 0
+
+
 @dataclass(frozen=True, slots=True)
 class RelocationSection:
     name: str
@@ -258,9 +270,9 @@ class RelocationSection:
     count: int
     types: frozenset[int]
     sh_type: int = 4  # SHT_RELA, or SHT_REL (9)
-    # entries of the arch's 32-bit zero-extended absolute type (R_X86_64_32), decoded:
-    # (r_offset, symbol name, the symbol's section name or "" if undefined, or "*ABS*")
-    narrow: tuple[tuple[int, str, str], ...] = ()
+    # entries of the types the arch's loader range-checks (R_X86_64_32; R_AARCH64_ABS32,
+    # MOVW_UABS_G0, ADR_PREL_LO21, ...: readers/module.py RANGE_CHECKED), decoded
+    checked: tuple[CheckedRelocation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,7 +203,8 @@ def arch_sections_missing(ctx: CheckContext) -> Iterator[Finding]:
     """arm64's module_frob_arch_sections(): .plt and .init.plt. Required with
     CONFIG_ARM64_MODULE_PLTS=y, and always in kernels whose Kconfig no longer has the
     option (it went in 6.5, when module PLTs became unconditional): the config says
-    which, so no version number is compared."""
+    which, so no version number is compared. Then module_finalize() looks for the ftrace
+    trampoline sections (rules/arch [finalize_sections]) and fails silently without them."""
     required = ctx.arch.get("required_sections")
     if not required or not ctx.elf_usable:
         return
@@ -212,16 +213,36 @@ def arch_sections_missing(ctx: CheckContext) -> Iterator[Finding]:
     if value not in (None, "y"):
         return  # the option exists and is off: no PLTs, nothing required
     names = {s.name for s in ctx.module.sections}
+    evidence = {
+        "arch": ctx.target.arch,
+        "srcarch": ctx.arch.get("srcarch", ctx.target.arch),
+        "why": f"CONFIG_{option}=y" if value == "y" else "always, in this kernel",
+    }
     missing = [s for s in required if s not in names]
-    if not missing:
+    if missing:
+        said = ctx.arch_message("missing_sections") or ""
+        yield ctx.finding(
+            evidence={
+                "missing": " and ".join(missing),
+                **evidence,
+                "said": said.format(module=ctx.module.name),
+            }
+        )
         return
-    said = ctx.arch.get("messages", {}).get("missing_sections", "")
-    yield ctx.finding(
-        evidence={
-            "missing": " and ".join(missing),
-            "arch": ctx.target.arch,
-            "srcarch": ctx.arch.get("srcarch", ctx.target.arch),
-            "why": f"CONFIG_{option}=y" if value == "y" else "always, in this kernel",
-            "said": said.format(module=ctx.module.name),
-        }
-    )
+    finalize = ctx.arch.get("finalize_sections", {})
+    when = finalize.get("when")
+    if when and ctx.target.value(when) != "y":
+        return
+    missing = [s for s in finalize.get(ctx.generation, ()) if s not in names]
+    if missing:
+        yield ctx.finding(
+            evidence={
+                "missing": " and ".join(missing),
+                **evidence,
+                "why": f"CONFIG_{when}=y" if when else evidence["why"],
+                "said": "",
+            },
+            variant="message_finalize",
+            stage="post_relocation",
+            kernel_says="",
+        )

@@ -512,6 +512,8 @@ def disagreements(load: Load, result: Result) -> list[str]:
     refusal = next((f for f in result.findings if f.effect == "refuse"), None)
     predicted_refused = result.verdict == Verdict.REFUSED
     loaded = load.outcome == "loaded"
+    if not predicted_refused and not loaded and _possible_refusal(load, result):
+        return []  # a warning said the load may be refused, with this line (RL003)
     if predicted_refused == loaded:
         said = f" ({refusal.rule}: {refusal.kernel_says!r})" if refusal else ""
         return [f"abicheck predicts {result.verdict}{said}, the kernel {load.outcome} it"]
@@ -532,3 +534,17 @@ def disagreements(load: Load, result: Result) -> list[str]:
                 f"/sys/module/{load.name}/taint is {load.module_taint or 'empty'}"
             )
     return out
+
+
+def _possible_refusal(load: Load, result: Result) -> bool:
+    """A warning whose rule names the refusal it may lead to (rules/RL003.toml: errno and
+    kernel line), and the kernel refused with both: what the files could not decide, the
+    running kernel did."""
+    for f in result.findings:
+        rule = ruledata.get_rule(f.rule)
+        says = (f.kernel_says or "").splitlines()
+        if f.effect != "warn" or rule is None or not rule.errno or not says:
+            continue
+        if rule.errno in (load.errno or ()) and logged(says[0], load.kernel_lines):
+            return True
+    return False

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from abicheck.errors import ModuleReadError
 from abicheck.model import (
+    CheckedRelocation,
     Export,
     Module,
     Relocation,
@@ -139,10 +140,17 @@ def read_module(path: str, limit: int = DEFAULT_LIMIT, certs: list | None = None
     )
 
 
-# Per e_machine, the relocation types that store a zero-extended 32-bit absolute address:
-# the ones that cannot hold a kernel address (R_X86_64_32 on x86_64, R_AARCH64_ABS32 on
-# arm64; rules/arch/*.toml `narrow_absolute` says the same for the checks).
-NARROW_ABSOLUTE = {62: frozenset({10}), 183: frozenset({258})}
+# Per e_machine, the relocation types whose entries are decoded for the range checks:
+# the ones the arch's apply_relocate_add() checks for overflow with a range narrower than
+# the distances between kernel and module addresses (R_X86_64_32; arm64's ABS16/32, MOVW
+# UABS_G0-G2/SABS_G0-G2, PREL16, LD_PREL_LO19, ADR_PREL_LO21, TSTBR14, CONDBR19,
+# MOVW_PREL_G0). rules/arch/*.toml `[range_checks]` says what each is checked against; a
+# test holds the two equal. Common types (CALL26, ADRP, PREL32) are not decoded: their
+# range covers every kernel and module address, or a PLT takes over.
+RANGE_CHECKED = {
+    62: frozenset({10}),
+    183: frozenset({258, 259, 262, 263, 265, 267, 270, 271, 272, 273, 274, 279, 280, 287}),
+}
 
 
 def _first_values(modinfo: tuple[tuple[str, str], ...]) -> dict[str, str]:
@@ -156,7 +164,7 @@ def _relocation_sections(
     img: E.ElfImage, symtab: E.Section | None
 ) -> tuple[RelocationSection, ...]:
     out = []
-    narrow_types = NARROW_ABSOLUTE.get(img.header.e_machine if img.header else -1, frozenset())
+    checked_types = RANGE_CHECKED.get(img.header.e_machine if img.header else -1, frozenset())
     for sec in img.sections:
         if sec.sh_type not in (E.SHT_RELA, E.SHT_REL) or sec.sh_info >= len(img.sections):
             continue
@@ -165,20 +173,23 @@ def _relocation_sections(
         if not target.sh_flags & E.SHF_ALLOC:
             continue
         count, types = img.relocation_types(sec)
-        narrow: tuple[tuple[int, str, str], ...] = ()
-        if types & narrow_types and symtab is not None:
-            entries = [e for e in img.relocation_entries(sec) if e[1] in narrow_types]
+        checked: tuple[CheckedRelocation, ...] = ()
+        if types & checked_types and symtab is not None:
+            entries = [e for e in img.relocation_entries(sec) if e[1] in checked_types]
             syms = img.symbols_by_index(symtab, {e[2] for e in entries})
-            narrow = tuple(
-                _narrow_entry(img, off, syms.get(r_sym)) for off, _t, r_sym, _a in entries
+            checked = tuple(
+                _checked_entry(img, off, r_type, addend, syms.get(r_sym))
+                for off, r_type, r_sym, addend in entries
             )
-        out.append(RelocationSection(sec.name, target.name, count, types, sec.sh_type, narrow))
+        out.append(RelocationSection(sec.name, target.name, count, types, sec.sh_type, checked))
     return tuple(out)
 
 
-def _narrow_entry(img: E.ElfImage, offset: int, sym: Symbol | None) -> tuple[int, str, str]:
+def _checked_entry(
+    img: E.ElfImage, offset: int, r_type: int, addend: int, sym: Symbol | None
+) -> CheckedRelocation:
     if sym is None:
-        return offset, "", ""
+        return CheckedRelocation(offset, r_type, addend, "", "", 0, False)
     if sym.st_shndx == E.SHN_ABS:
         where = "*ABS*"
     elif sym.st_shndx == E.SHN_UNDEF or sym.st_shndx >= len(img.sections):
@@ -186,7 +197,9 @@ def _narrow_entry(img: E.ElfImage, offset: int, sym: Symbol | None) -> tuple[int
     else:
         where = img.sections[sym.st_shndx].name
     name = sym.name or where  # section symbols have no name of their own
-    return offset, name, where
+    return CheckedRelocation(
+        offset, r_type, addend, name, where, sym.st_value, sym.st_bind == E.STB_WEAK
+    )
 
 
 def _rela_for(img: E.ElfImage, target_index: int) -> E.Section | None:
