@@ -554,6 +554,9 @@ def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
                 "struct": name.removeprefix("struct "),
                 "difference": diff[0],
                 "differences": diff[:20],
+                # every named member at another offset, uncapped: the one a module reads
+                # (task_struct.pid) is often far past the first twenty differences
+                "moved": moved_offsets(mine, theirs),
                 "module_size": mine.size,
                 "kernel_size": theirs.size,
                 "kernel_source": kernel_source,
@@ -610,6 +613,16 @@ def layouts_not_checked(ctx: CheckContext) -> Iterator[Finding]:
     else:
         remedy = "Give the kernel's BTF: --vmlinux /boot/vmlinuz-R (or a -dbg vmlinux)"
     yield ctx.finding(evidence={"why": why, "remedy": remedy})
+
+
+def moved_offsets(mine: StructLayout, theirs: StructLayout) -> dict[str, list[int]]:
+    """Each named member of both layouts whose byte offset differs: [module, kernel]."""
+    by_name = {m.name: m for m in theirs.members if m.name}
+    return {
+        m.name: [m.offset, by_name[m.name].offset]
+        for m in mine.members
+        if m.name in by_name and by_name[m.name].offset != m.offset
+    }
 
 
 def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:

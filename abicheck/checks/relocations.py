@@ -10,6 +10,20 @@ from abicheck.model import Finding
 from abicheck.readers.elf import SHT_REL
 
 
+def loader_line(ctx: CheckContext, key: str, **values: object) -> str | None:
+    """The arch loader's own line ``messages.key``, with the pr_fmt() prefix its
+    module.c prints in this kernel (``messages.prefix``, for kernels whose config lacks the
+    option ``messages.prefix_unless``: the config says which, not a version number)."""
+    messages = ctx.arch.get("messages", {})
+    said = messages.get(key)
+    if said is None:
+        return None
+    option = messages.get("prefix_unless")
+    if option and ctx.target.value(option) is None:
+        said = messages.get("prefix", "") + said
+    return str(said).format(**values)
+
+
 @check("RL001")
 def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
     known = {int(k): v for k, v in ctx.arch.get("relocations", {}).items()}
@@ -29,10 +43,11 @@ def unknown_relocation_type(ctx: CheckContext) -> Iterator[Finding]:
                 kernel_says=f"module {ctx.module.name}: REL relocation unsupported",
             )
             continue
-        said = ctx.arch.get("messages", {}).get("unknown_relocation")
         for r_type in sorted(rs.types - known.keys()):
             yield ctx.finding(
-                kernel_says=said.format(module=ctx.module.name, r_type=r_type) if said else None,
+                kernel_says=loader_line(
+                    ctx, "unknown_relocation", module=ctx.module.name, r_type=r_type
+                ),
                 evidence={
                     "section": rs.name,
                     "target": rs.target,
@@ -77,10 +92,8 @@ def relocation_overflow(ctx: CheckContext) -> Iterator[Finding]:
                     "remedy": remedy,
                 },
                 order=(i, r_offset),
-                kernel_says=messages["relocation_overflow"].format(
-                    module=ctx.module.name, r_type=r_type, symbol=symbol
-                )
-                if "relocation_overflow" in messages
-                else None,
+                kernel_says=loader_line(
+                    ctx, "relocation_overflow", module=ctx.module.name, r_type=r_type, symbol=symbol
+                ),
             )
             return  # the kernel stops at the first
