@@ -342,7 +342,7 @@ def _expected(role: str, release: str) -> dict[str, dict]:
         ),
         "own": _loaded("loads-tainted", "abicheck hello"),
         "gplonly_user": _loaded("loads-tainted", None),
-        # task_pid reads pid at its own offset, inside the kernel's restart_block: 0
+        # task_pid reads "pid" at its own offset: the kernel's restart_block.futex.val, 0
         "task_pid": _loaded("loads-unsafe", None, "LY003"),
         # JUMP_LABEL: exit lands on target_list.prev; the kernel's exit stays NULL
         "JUMP_LABEL": _loaded("loads-unsafe", "abicheck hello", "LY002", rmmod=EBUSY),
@@ -364,7 +364,7 @@ def _expected(role: str, release: str) -> dict[str, dict]:
                             "kernel": "oops", "kernel_errno": [],
                             "line": "Unable to handle kernel paging request at virtual address …"},
         }  # fmt: skip
-    # 6.12 checks .gnu.linkonce.this_module's size (commit 0b5b9d3 in v6.4): every drift
+    # 6.12 checks .gnu.linkonce.this_module's size (since 6.4, rules/LY001.toml): every drift
     # that changes struct module's size is refused before any relocation
     return common | {
         "cross_abi": _refused("LY001", size.format("hello")),
