@@ -1,9 +1,9 @@
 """The arm64 loader model (rules/arch/aarch64.toml) on Debian's arm64 6.1 and 6.12 kernels
 and modules cross-built against their headers, with the real kernel as referee.
 
-Every expectation here was seen on Debian's 6.1.0-47-arm64 under qemu-system-aarch64
-(tools/qemu_harness.py --role 6.1-a-arm64, and `abicheck prove`): the kernel line, the
-errno, the taints; the qemu-marked tests boot it again.
+Every expectation here was seen on Debian's 6.1.0-47-arm64 and 6.12.107+deb12-arm64 under
+qemu-system-aarch64 (`abicheck prove`): the kernel line, the errno, the taints, init and
+rmmod; test_arm64_referee boots both again, every case in one `prove` per kernel.
 """
 
 from __future__ import annotations
@@ -231,6 +231,19 @@ def test_abs32_against_a_kernel_address_overflows(abs32_module):
     assert (
         first["kernel_says"]
         == "module abs32: overflow in relocation type 258 val <address of _printk>"
+    )
+
+
+def test_abs32_line_carries_6_12_module_c_prefix(testdata, tmp_path):
+    """6.12's arch/arm64/kernel/module.c prints under pr_fmt "Modules: " (the real
+    6.12.107+deb12-arm64 logs "Modules: module abs32: overflow ..."); its config has no
+    ARM64_MODULE_PLTS, which is how abicheck tells."""
+    k = _role(testdata, "6.12-arm64")
+    r = _result(_kbuild(k["headers"], "abs32_arm64", tmp_path), "-k", k["headers"])
+    first = _first_error(r)
+    assert (first["rule"], first["errno"]) == ("RL002", "ENOEXEC")
+    assert first["kernel_says"] == (
+        "Modules: module abs32: overflow in relocation type 258 val <address of _printk>"
     )
 
 
