@@ -212,11 +212,18 @@ class CheckContext:
         return data.get(self.target.arch, {})
 
     def arch_message(self, key: str) -> str | None:
-        """A line of the arch's loader (rules/arch/*.toml [messages]) as this kernel's
-        loader generation prints it ([messages_by_generation.GEN] overrides: arm64's
-        module.c gained pr_fmt "Modules: ")."""
-        own = self.arch.get("messages_by_generation", {}).get(self.generation, {})
-        return own.get(key, self.arch.get("messages", {}).get(key))
+        """A line of the arch's loader (rules/arch/*.toml [messages]) as this kernel prints
+        it: with the pr_fmt() prefix of the loader's source file where this kernel has one
+        (arm64's module.c gained "Modules: " when module PLTs became unconditional, so a
+        config without ARM64_MODULE_PLTS has it: ``prefix``, ``prefix_unless``, ``prefixed``)."""
+        messages = self.arch.get("messages", {})
+        said = messages.get(key)
+        if said is None:
+            return None
+        option = messages.get("prefix_unless")
+        if key in messages.get("prefixed", ()) and option and self.target.value(option) is None:
+            said = messages.get("prefix", "") + said
+        return str(said)
 
     @cached_property
     def distribution(self) -> dict[str, Any]:

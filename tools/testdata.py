@@ -304,7 +304,11 @@ BUILDS_ARM64 = [
     ("hello", ARM64_ROLES, {}),
     ("unknown_sym", ["6.1-a-arm64", "6.12-arm64"], {"KBUILD_MODPOST_WARN": "1"}),
     ("gplonly_user", ["6.1-a-arm64", "6.12-arm64"], {}),
-    ("ns_noimport", ["6.1-a-arm64"], {"CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS": "y"}),
+    (
+        "ns_noimport",
+        ["6.1-a-arm64", "6.12-arm64"],
+        {"CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS": "y"},
+    ),
     ("params_mod", ["6.1-a-arm64"], {}),
     ("drift_struct", ["6.1-a-arm64"], {}),
 ]

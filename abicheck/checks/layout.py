@@ -457,7 +457,14 @@ def struct_module_layout(ctx: CheckContext) -> Iterator[Finding]:
         )
     elif not same_exit:
         consequences.append("the kernel's exit stays empty: rmmod refuses (EBUSY)")
-    summary += ". The load succeeds, but " + "; ".join(consequences)
+    # 6.4+ refuse the size first (LY001, seen on the real 6.12 arm64 kernel): what follows
+    # is what the relocations would do past that check, not what this kernel does
+    lead = (
+        ". LY001 refuses it first; past that check the load would succeed, but "
+        if _this_module_size_refused(ctx)
+        else ". The load succeeds, but "
+    )
+    summary += lead + "; ".join(consequences)
     yield ctx.finding(
         evidence={"summary": summary, **evidence},
         declaration=_about(evidence),
@@ -556,6 +563,8 @@ def struct_layouts(ctx: CheckContext) -> Iterator[Finding]:
             # every one, for a reader looking for the member its code uses (task_struct's
             # pid among 200), bounded against a hostile DWARF
             "differences": diff[:MAX_DIFFERENCES],
+            # every named member at another offset: name → [module offset, kernel offset]
+            "moved": moved_offsets(mine, theirs),
             "module_size": mine.size,
             "kernel_size": theirs.size,
             "kernel_source": kernel_source,
@@ -674,6 +683,16 @@ def layouts_not_checked(ctx: CheckContext) -> Iterator[Finding]:
     else:
         remedy = "Give the kernel's BTF: --vmlinux /boot/vmlinuz-R (or a -dbg vmlinux)"
     yield ctx.finding(evidence={"why": why, "remedy": remedy})
+
+
+def moved_offsets(mine: StructLayout, theirs: StructLayout) -> dict[str, list[int]]:
+    """Each named member of both layouts whose byte offset differs: [module, kernel]."""
+    by_name = {m.name: m for m in theirs.members if m.name}
+    return {
+        m.name: [m.offset, by_name[m.name].offset]
+        for m in mine.members
+        if m.name in by_name and by_name[m.name].offset != m.offset
+    }
 
 
 def compare(mine: StructLayout, theirs: StructLayout) -> list[str]:
