@@ -4,9 +4,8 @@ abicheck/reporters/kernel_diff.py renders.
 
 Structs are ranked by how many of A's exported functions take or return them (directly,
 through pointers, arrays, typedefs and qualifiers), read from the FUNC and FUNC_PROTO
-records of BTF; that needs BTF on both sides. With a probe or no layouts on either side
-only struct module is compared (the probe compiles what it is asked, and nobody can ask
-it for every struct a prototype names without those prototypes).
+records of BTF: the kernels' own BTF when both have it, else the BTF gcc writes for the
+prototypes their headers declare (abicheck.targets.prototypes, both kernels probed).
 
 The diff is plain dict and set arithmetic: benchmarks/kdiff.py measured deepdiff on the
 same two profiles and it was two orders of magnitude slower for the same answer.
@@ -16,8 +15,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from abicheck.errors import ModuleReadError
 
@@ -27,6 +27,11 @@ from abicheck.kconfig import diff as kconfig_diff
 from abicheck.kconfig.model import Impact
 from abicheck.kconfig.model import KconfigFinding as ConfigFinding
 from abicheck.model import Export, GuardedMember, KernelTarget, Member, Result, StructLayout
+
+if TYPE_CHECKING:
+    from abicheck.readers.btf import Btf
+    from abicheck.targets.layouts import BtfTypes
+    from abicheck.targets.prototypes import Prototypes
 
 EXPORT_KINDS = ("removed", "added", "crc", "gpl", "namespace", "moved")
 
@@ -213,15 +218,17 @@ def diff_struct(a: StructLayout, b: StructLayout, exports: int = 0) -> StructCha
 
 
 def _guard_moves(a: KernelTarget, b: KernelTarget) -> tuple[GuardMove, ...]:
+    from abicheck.readers.cheader import defines_from_config
     from abicheck.readers.module_h import present
 
+    da, db = defines_from_config(a.config), defines_from_config(b.config)
     guards: dict[str, GuardedMember] = {g.name: g for g in a.module_h}
     guards.update((g.name, g) for g in b.module_h)
     out = []
     for g in guards.values():
         if g.condition == "1":
             continue
-        in_a, in_b = present(g, a.config), present(g, b.config)
+        in_a, in_b = present(g, a.config, da), present(g, b.config, db)
         if in_a is not None and in_b is not None and in_a != in_b:
             out.append(GuardMove(g.name, g.condition, g.options, in_a, in_b))
     return tuple(out)
@@ -287,10 +294,22 @@ def diff_exports(a: Mapping[str, Export], b: Mapping[str, Export]) -> list[Expor
 # --- structs ------------------------------------------------------------------------
 
 
-def _btf(t: KernelTarget) -> object | None:
+def _btf(t: KernelTarget) -> BtfTypes | None:
     from abicheck.targets.layouts import BtfTypes
 
     return t.types if isinstance(t.types, BtfTypes) else None
+
+
+def _count(functions: Mapping[str, int], btf: Btf, exports: Collection[str]) -> Counter[str]:
+    """ "struct NAME" → how many of ``exports`` take or return it, from their prototypes."""
+    counts: Counter[str] = Counter()
+    for name in exports:
+        proto = functions.get(name)
+        if proto is None:
+            continue
+        named = {btf.aggregate_of(i) for i in btf.proto_types(proto)}
+        counts.update(n for n in named if n is not None)
+    return counts
 
 
 def prototype_structs(t: KernelTarget) -> Counter[str]:
@@ -299,32 +318,32 @@ def prototype_structs(t: KernelTarget) -> Counter[str]:
 
     assert isinstance(t.types, BtfTypes)
     btf = t.types.btf
-    funcs = btf.functions()
-    counts: Counter[str] = Counter()
-    for name in t.exports or ():
-        proto = funcs.get(name)
-        if proto is None:
-            continue
-        named = {btf.aggregate_of(i) for i in btf.proto_types(proto)}
-        counts.update(n for n in named if n is not None)
-    return counts
+    return _count(btf.functions(), btf, t.exports or ())
 
 
-def diff_structs(a: KernelTarget, b: KernelTarget) -> tuple[list[StructChange], int, str]:
-    """(changed structs ranked by exports, structs compared, a note on what was done)."""
-    if _btf(a) is None or _btf(b) is None:
-        have = [t.release for t in (a, b) if _btf(t) is not None]
-        return (
-            [],
-            0,
-            "structs: only struct module compared; ranking by exported prototypes needs "
-            "BTF on both sides" + (f" (only {', '.join(have)} has it)" if have else ""),
-        )
-    counts = prototype_structs(a)
-    assert a.types is not None and b.types is not None
+def _flat(btf: Btf, source: str) -> Callable[[str], StructLayout | None]:
+    from abicheck.readers.btf import BtfError
+
+    def struct(name: str) -> StructLayout | None:
+        try:
+            tid = btf.find_struct(name)
+            return None if tid is None else btf.struct_layout(tid, source, flatten=True)
+        except BtfError:
+            return None
+
+    return struct
+
+
+def _compare(
+    counts: Counter[str],
+    struct_a: Callable[[str], StructLayout | None],
+    struct_b: Callable[[str], StructLayout | None],
+) -> tuple[list[StructChange], int]:
+    """Both layouts flattened: the members of anonymous structs and unions stand by their
+    own names and offsets in the outer struct, as C code names them."""
     out, compared = [], 0
     for name, n in counts.items():
-        la, lb = a.types.struct(name), b.types.struct(name)
+        la, lb = struct_a(name), struct_b(name)
         if la is None or lb is None:
             continue
         compared += 1
@@ -332,7 +351,46 @@ def diff_structs(a: KernelTarget, b: KernelTarget) -> tuple[list[StructChange], 
         if change is not None:
             out.append(change)
     out.sort(key=lambda c: (-c.exports, c.name))
-    return out, compared, f"structs: BTF of both kernels, {len(counts):,} structs in prototypes"
+    return out, compared
+
+
+def diff_structs(
+    a: KernelTarget,
+    b: KernelTarget,
+    probed: tuple[Prototypes | str, Prototypes | str] | None = None,
+) -> tuple[list[StructChange], int, str]:
+    """(changed structs ranked by exports, structs compared, where the layouts came from
+    or why none were compared).
+
+    BTF on both sides: every exported function the kernel's BTF has. Else the headers
+    probe of both (``probed``, abicheck.targets.prototypes): the exports declared in the
+    headers it compiles, like with like, never a probe against a kernel's BTF."""
+    if _btf(a) is not None and _btf(b) is not None:
+        counts = prototype_structs(a)
+        ba, bb = _btf(a), _btf(b)
+        assert ba is not None and bb is not None
+        out, compared = _compare(counts, _flat(ba.btf, ba.source), _flat(bb.btf, bb.source))
+        return out, compared, f"layouts: BTF of both kernels, {len(counts):,} structs in prototypes"
+    if probed is None:
+        return [], 0, "not compared: no BTF on both sides, and the headers were not probed"
+    pa, pb = probed
+    if isinstance(pa, str) or isinstance(pb, str):
+        why = "; ".join(f"{t.release}: {p}" for t, p in ((a, pa), (b, pb)) if isinstance(p, str))
+        return [], 0, f"not compared: no BTF on both sides, and no probe ({why})"
+    counts = _count(pa.functions, pa.btf, a.exports or ())
+    out, compared = _compare(counts, _flat(pa.btf, pa.source), _flat(pb.btf, pb.source))
+    dropped = sorted(set(pa.dropped) | set(pb.dropped))
+    vmlinux = [n for n, e in (a.exports or {}).items() if e.owner == "vmlinux"]
+    found = sum(1 for n in vmlinux if n in pa.functions)
+    note = (
+        f"layouts: probe of {len(pa.headers)} headers on both sides ({pa.compiler} -gbtf, "
+        f"{'cached' if pa.cached and pb.cached else 'compiled now'}): {found:,} of A's "
+        f"{len(vmlinux):,} vmlinux exports declared there, {len(counts):,} structs in "
+        "their prototypes"
+    )
+    if dropped:
+        note += f"; left out: {', '.join(dropped)}"
+    return out, compared, note
 
 
 # --- config -------------------------------------------------------------------------
@@ -369,13 +427,14 @@ def diff_kernels(
     a: KernelTarget,
     b: KernelTarget,
     modules: Sequence[str | ModuleReadError] | None = None,
+    probed: tuple[Prototypes | str, Prototypes | str] | None = None,
 ) -> KernelDiff:
     exports = (
         diff_exports(a.exports, b.exports)
         if a.exports is not None and b.exports is not None
         else None
     )
-    structs, compared, note = diff_structs(a, b)
+    structs, compared, note = diff_structs(a, b, probed)
     config, other = diff_config(a, b)
     result = KernelDiff(
         a,
@@ -396,3 +455,28 @@ def diff_kernels(
         result.modules = output.results
         result.module_errors = [str(e) for e in output.errors]
     return result
+
+
+def diff_specs(a: str, b: str, modules_dir: str | None = None) -> KernelDiff:
+    """Load A and B as ``--kernel`` names them (headers, profile, ``running``) and diff
+    them; ``modules_dir``: modules built for A, checked against B."""
+    from abicheck.targets import load_target
+
+    # no probe while loading: both kernels' headers are compiled at once below (B's
+    # on-demand probe serves only the --modules checks)
+    ta = load_target(a, layouts="discover")
+    tb = load_target(b, layouts="auto" if modules_dir else "discover")
+    probed = None
+    if _btf(ta) is None or _btf(tb) is None:
+        from abicheck.targets.prototypes import Prototypes, probe_targets, with_struct_module
+
+        pa, pb = probe_targets([ta, tb])
+        ta = with_struct_module(ta, pa) if isinstance(pa, Prototypes) else ta
+        tb = with_struct_module(tb, pb) if isinstance(pb, Prototypes) else tb
+        probed = (pa, pb)
+    modules = None
+    if modules_dir is not None:
+        from abicheck.inputs import expand_modules
+
+        modules = expand_modules([modules_dir])
+    return diff_kernels(ta, tb, modules, probed)

@@ -4,6 +4,7 @@ parsed here independently."""
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -96,6 +97,122 @@ def test_struct_module_6_1_vs_6_12() -> None:
     members = {m["name"]: m for m in sm["members"]}
     assert "init" not in members  # unchanged: offset 312 on both
     assert members["exit"]["a"]["offset"] == 848 and members["exit"]["b"]["offset"] == 1200
+
+
+def _diff(a: str, b: str, exit_code: int = 1) -> dict:
+    res = run_cli(["kernel", "diff", a, b, "--format", "json"])
+    assert res.exit_code == exit_code, res.stderr
+    return res.json()
+
+
+def _changed(d: dict) -> dict[str, dict]:
+    return {s["name"]: s for s in d["structs"]["changed"]}
+
+
+def test_headers_probe_agrees_with_btf_6_1_vs_6_12(monkeypatch: pytest.MonkeyPatch) -> None:
+    """6.1.0-47's headers carry no BTF: both kernels' headers are probed (gcc -gbtf), and
+    the result is the one the kernels' own BTF gives (6.1.0-47's vmlinuz in root/boot)."""
+    a, b = headers("6.1.0-47-amd64"), headers("6.12.107+deb12-amd64")
+    image = os.path.join(CACHE, "root", "boot", "vmlinuz-6.1.0-47-amd64")
+    if not os.path.isfile(image):
+        pytest.skip(f"{image}: Debian test data not fetched")
+    probed = _diff(a, b)
+    monkeypatch.setenv("ABICHECK_SYSROOT", os.path.join(CACHE, "root"))
+    btf = _diff(a, b)
+    assert btf["a"]["layouts"] == f"BTF of {image}"
+    assert probed["a"]["layouts"].startswith("probe of 12 headers (gcc ")
+    # struct module: size and init/exit offsets as BTF gives them, every member alike
+    sm = probed["loader_identity"]["struct_module"]
+    assert sm == btf["loader_identity"]["struct_module"]
+    assert sm["size"] == [896, 1280]
+    members = {m["name"]: m for m in sm["members"]}
+    assert "init" not in members  # at 312 on both
+    assert (members["exit"]["a"]["offset"], members["exit"]["b"]["offset"]) == (848, 1200)
+    note = probed["structs"]["note"]
+    assert note.startswith("layouts: probe of 12 headers on both sides (gcc ")
+    assert "5,906 of A's 10,488 vmlinux exports declared there" in note
+    assert btf["structs"]["note"].startswith("layouts: BTF of both kernels")
+    assert (probed["structs"]["compared"], len(probed["structs"]["changed"])) == (643, 187)
+    # every struct both found changed is changed member for member alike; the probe's
+    # others are module exports' (hid, v4l2, jbd2), which no vmlinux BTF describes
+    p, t = _changed(probed), _changed(btf)
+    for name in p.keys() & t.keys():
+        assert {**p[name], "exports": 0} == {**t[name], "exports": 0}, name
+    assert len(p.keys() & t.keys()) == 178
+    assert sorted(p.keys() - t.keys()) == [
+        "hid_device",
+        "hid_driver",
+        "journal_s",
+        "v4l2_async_notifier",
+        "v4l2_format_info",
+        "v4l2_subdev",
+        "v4l2_subdev_format",
+        "v4l2_subdev_state",
+        "video_device",
+    ]
+    device = p["device"]
+    assert (device["exports"], device["size"]) == (477, [744, 768])
+    bus = next(m for m in device["members"] if m["name"] == "bus")
+    assert (bus["a"]["type"], bus["b"]["type"]) == ("struct bus_type *", "const struct bus_type *")
+    ranks = [s["exports"] for s in probed["structs"]["changed"]]
+    assert ranks == sorted(ranks, reverse=True)
+
+
+def test_rt_flavour_locks_from_the_headers_probe() -> None:
+    """PREEMPT_RT turns spinlock_t and struct mutex into rt_mutex based locks: what every
+    struct embedding one shows, read from the two headers packages alone."""
+    d = _diff(headers("6.1.0-47-amd64"), headers("6.1.0-47-rt-amd64"))
+    assert d["loader_identity"]["struct_module"] is None  # unchanged, and known
+    assert d["loader_identity"]["struct_module_known"]
+    changed = _changed(d)
+
+    def members(name: str) -> list[tuple]:
+        return [
+            (
+                m["name"],
+                m["a"] and (m["a"]["offset"], m["a"]["size"], m["a"]["type"]),
+                m["b"] and (m["b"]["offset"], m["b"]["size"], m["b"]["type"]),
+            )
+            for m in changed[name]["members"]
+        ]
+
+    assert changed["spinlock"]["size"] == [4, 32]
+    assert members("spinlock") == [
+        ("rlock", (0, 4, "struct raw_spinlock"), None),
+        ("lock", None, (0, 32, "struct rt_mutex_base")),
+    ]
+    assert changed["mutex"]["size"] == [32, 32]
+    assert members("mutex") == [
+        ("owner", (0, 8, "atomic_long_t"), None),
+        ("wait_lock", (8, 4, "raw_spinlock_t"), None),
+        ("osq", (12, 4, "struct optimistic_spin_queue"), None),
+        ("wait_list", (16, 16, "struct list_head"), None),
+        ("rtmutex", None, (0, 32, "struct rt_mutex_base")),
+    ]
+    assert members("wait_queue_head") == [
+        ("lock", (0, 4, "spinlock_t"), (0, 32, "spinlock_t")),
+        ("head", (8, 16, "struct list_head"), (32, 16, "struct list_head")),
+    ]
+    assert changed["device"]["size"] == [744, 832]
+    assert (d["structs"]["compared"], len(changed)) == (670, 102)
+
+
+def test_headers_without_the_files(tmp_path) -> None:
+    """Not a headers tree: one line, exit 2. A tree the probe cannot compile: the diff
+    runs and says why the structs were not compared."""
+    res = run_cli(["kernel", "diff", str(tmp_path), headers("6.1.0-47-amd64")])
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1 and "no .config" in res.stderr
+    real = headers("6.1.0-47-amd64")
+    bare = tmp_path / "bare"
+    (bare / "include" / "generated").mkdir(parents=True)
+    for name in (".config", "Module.symvers", "include/generated/utsrelease.h"):
+        shutil.copyfile(os.path.join(real, name), bare / name)
+    d = _diff(str(bare), real, exit_code=0)  # the same kernel's files: nothing differs
+    assert d["structs"]["changed"] == [] and d["structs"]["compared"] == 0
+    assert d["structs"]["note"].startswith("not compared: no BTF on both sides, and no probe (")
+    assert "no include/linux/kconfig.h: not a kernel headers tree" in d["structs"]["note"]
 
 
 def test_structs_ranked_by_exports_with_btf_on_both_sides() -> None:

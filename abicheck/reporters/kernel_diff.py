@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from abicheck.kernel_diff import EXPORT_KINDS, KernelDiff, MemberChange, StructChange
-from abicheck.model import Export
+from abicheck.model import Export, Member
 from abicheck.reporters.escape import display, json_text, safe_text
 
 LIST_LIMIT = 20  # names shown per export change kind in text and markdown
@@ -18,7 +18,10 @@ def _member(m: MemberChange) -> dict[str, Any]:
     def side(x: Any) -> dict[str, Any] | None:
         if x is None:
             return None
-        return {"offset": x.offset, "size": x.size, "type": x.type_name}
+        out = {"offset": x.offset, "size": x.size, "type": x.type_name}
+        if x.bit_size:
+            out |= {"bit_offset": x.bit_offset, "bit_size": x.bit_size}
+        return out
 
     out: dict[str, Any] = {"name": m.name, "a": side(m.a), "b": side(m.b)}
     if m.guard:
@@ -116,7 +119,16 @@ def _offsets(m: MemberChange) -> str:
     b = f"{m.b.offset}" if m.b else "—"
     sa = f"{m.a.size}" if m.a else "—"
     sb = f"{m.b.size}" if m.b else "—"
-    return f"offset {a} → {b}, size {sa} → {sb}"
+    out = f"offset {a} → {b}, size {sa} → {sb}"
+    if m.a and m.b and m.a.type_name != m.b.type_name:
+        out += f", type {display(m.a.type_name)} → {display(m.b.type_name)}"
+    if m.a and m.b and (m.a.bit_offset, m.a.bit_size) != (m.b.bit_offset, m.b.bit_size):
+        out += f", bits {_bits(m.a)} → {_bits(m.b)}"
+    return out
+
+
+def _bits(m: Member) -> str:
+    return f"{m.bit_offset}:{m.bit_size}" if m.bit_size else "—"
 
 
 def _code(text: str) -> str:
