@@ -26,7 +26,15 @@ from abicheck.kconfig import classify as kconfig_classify
 from abicheck.kconfig import diff as kconfig_diff
 from abicheck.kconfig.model import Impact
 from abicheck.kconfig.model import KconfigFinding as ConfigFinding
-from abicheck.model import Export, GuardedMember, KernelTarget, Member, Result, StructLayout
+from abicheck.model import (
+    Export,
+    ExportTable,
+    GuardedMember,
+    KernelTarget,
+    Member,
+    Result,
+    StructLayout,
+)
 
 if TYPE_CHECKING:
     from abicheck.readers.btf import Btf
@@ -270,7 +278,13 @@ def loader_identity(a: KernelTarget, b: KernelTarget) -> LoaderIdentity:
 def diff_exports(a: Mapping[str, Export], b: Mapping[str, Export]) -> list[ExportChange]:
     """Removed, added, and changed (CRC, GPL-only, namespace, vmlinux ↔ module)."""
     out = []
+    # ExportTable's compact rows: equal rows are an unchanged export, no objects built
+    ra = a.rows() if isinstance(a, ExportTable) else {}
+    rb = b.rows() if isinstance(b, ExportTable) else {}
     for name in sorted(a.keys() | b.keys()):
+        row = ra.get(name)
+        if row is not None and row == rb.get(name):
+            continue
         ea, eb = a.get(name), b.get(name)
         if eb is None:
             out.append(ExportChange(name, ea, None, ("removed",)))
@@ -303,11 +317,16 @@ def _btf(t: KernelTarget) -> BtfTypes | None:
 def _count(functions: Mapping[str, int], btf: Btf, exports: Collection[str]) -> Counter[str]:
     """ "struct NAME" → how many of ``exports`` take or return it, from their prototypes."""
     counts: Counter[str] = Counter()
+    seen: dict[int, str | None] = {}  # a few thousand types for tens of thousands of uses
     for name in exports:
         proto = functions.get(name)
         if proto is None:
             continue
-        named = {btf.aggregate_of(i) for i in btf.proto_types(proto)}
+        named = set()
+        for i in btf.proto_types(proto):
+            if i not in seen:
+                seen[i] = btf.aggregate_of(i)
+            named.add(seen[i])
         counts.update(n for n in named if n is not None)
     return counts
 

@@ -79,6 +79,36 @@ def test_6_1_47_vs_56_counts() -> None:
     assert d["config"]["other_differences"] == 4
     # the issue's budget for a complete diff from headers (the layout probe cached)
     print(f"kernel diff 6.1.0-47 → 6.1.0-56 from headers: {elapsed:.2f} s")
+    # a stable update that changed struct device (Debian bumped the ABI name for it)
+    structs = d["structs"]
+    assert (structs["compared"], len(structs["changed"])) == (671, 40)
+    assert structs["changed"][0] == {
+        "name": "device",
+        "size": [744, 752],
+        "exports": 477,
+        "members": [
+            {
+                "name": "flags",
+                "a": None,
+                "b": {"offset": 744, "size": 8, "type": "long unsigned int[1]"},
+            }
+        ],
+    }
+
+
+def test_headers_probe_agrees_with_btf_6_1_47_vs_56(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = headers("6.1.0-47-amd64"), headers("6.1.0-56-amd64")
+    if not os.path.isfile(os.path.join(CACHE, "root", "boot", "vmlinuz-6.1.0-56-amd64")):
+        pytest.skip("Debian test data not fetched")
+    probed = _changed(_diff(a, b))
+    monkeypatch.setenv("ABICHECK_SYSROOT", os.path.join(CACHE, "root"))
+    btf = _diff(a, b)
+    assert btf["structs"]["note"].startswith("layouts: BTF of both kernels")
+    t = _changed(btf)
+    assert len(probed.keys() & t.keys()) == 38
+    for name in probed.keys() & t.keys():
+        assert {**probed[name], "exports": 0} == {**t[name], "exports": 0}, name
+    assert sorted(probed.keys() - t.keys()) == ["hid_device", "video_device"]  # modules'
 
 
 def test_struct_module_6_1_vs_6_12() -> None:

@@ -421,7 +421,7 @@ def _spec_of(target: KernelTarget) -> ProbeSpec:
     build = f"/lib/modules/{target.release}/build"
     if target.kind == "running" and os.path.isdir(build):
         return _probe(target, source_dirs(build)).spec
-    raise ProbeUnavailable(f"{target.release}: no headers to compile (a {target.kind})")
+    raise ProbeUnavailable(f"no headers to compile (a {target.kind})")
 
 
 def probe_targets(targets: Sequence[KernelTarget]) -> list[Prototypes | str]:
