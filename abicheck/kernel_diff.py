@@ -476,6 +476,11 @@ def diff_kernels(
     return result
 
 
+def _complete(layout: StructLayout | None) -> bool:
+    """More than the three members the kernel's own modules tell (name, init, exit)."""
+    return layout is not None and len(layout.members) > 3
+
+
 def diff_specs(a: str, b: str, modules_dir: str | None = None) -> KernelDiff:
     """Load A and B as ``--kernel`` names them (headers, profile, ``running``) and diff
     them; ``modules_dir``: modules built for A, checked against B."""
@@ -493,6 +498,11 @@ def diff_specs(a: str, b: str, modules_dir: str | None = None) -> KernelDiff:
         ta = with_struct_module(ta, pa) if isinstance(pa, Prototypes) else ta
         tb = with_struct_module(tb, pb) if isinstance(pb, Prototypes) else tb
         probed = (pa, pb)
+        # no -gbtf (gcc < 12, clang): struct module from the DWARF probe, as before
+        if isinstance(pa, str) and not _complete(ta.struct_module):
+            ta = load_target(a)
+        if isinstance(pb, str) and not _complete(tb.struct_module):
+            tb = load_target(b)
     modules = None
     if modules_dir is not None:
         from abicheck.inputs import expand_modules

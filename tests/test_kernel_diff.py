@@ -307,3 +307,28 @@ def test_modules_share_the_upgrade_runner() -> None:
     )
     mods = res.json()["modules"]
     assert mods and all(m["verdict"] == "refused" for m in mods)
+
+
+def test_compiler_without_btf_says_so(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiler that cannot write BTF (gcc before 12, clang for x86): the structs are
+    not compared and the note says why; struct module still comes from the DWARF probe."""
+    cc = tmp_path / "cc-without-btf"
+    cc.write_text(
+        "#!/bin/sh\n"
+        'for a; do [ "$a" = -gbtf ] && '
+        "{ echo \"cc1: error: unrecognized command-line option '-gbtf'\" >&2; exit 1; }; done\n"
+        'exec gcc "$@"\n'
+    )
+    cc.chmod(0o755)
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setenv("ABICHECK_CACHE_DIR", str(tmp_path / "cache"))
+    d = _diff(headers("6.1.0-47-amd64"), headers("6.1.0-56-amd64"))
+    why = "gcc 12.2.0 cannot emit BTF (-gbtf: gcc 12 or later)"
+    assert d["structs"] == {
+        "note": "not compared: no BTF on both sides, and no probe "
+        f"(6.1.0-47-amd64: {why}; 6.1.0-56-amd64: {why})",
+        "compared": 0,
+        "changed": [],
+    }
+    assert d["loader_identity"]["struct_module_known"]
+    assert d["a"]["layouts"].startswith("probe compiled against the headers (gcc 12.2.0")

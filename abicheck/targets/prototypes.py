@@ -6,10 +6,10 @@ package has no BTF, so the headers probe is asked for them:
 
 1. ``linux/module.h`` and the headers of :data:`HEADERS` are preprocessed (``-E``,
    ``-MD``: every header read is checked to lie inside the tree, as for the probe);
-2. an export counts as declared when its name stands before ``(`` in that text, not
-   after ``.`` or ``->`` (a member call). Each one gets a line
-   ``__typeof__(name) *__abicheck_fn_name;``;
-3. gcc compiles the text with ``-gbtf`` (gcc 12 and later): its BTF holds each
+2. every function body at file scope is cut out (:func:`without_bodies`); an export
+   counts as declared when its name stands before ``(`` in what is left, not after
+   ``.`` or ``->``. Each one gets a line ``__typeof__(name) *__abicheck_fn_name;``;
+3. gcc compiles that text with ``-gbtf`` (gcc 12 and later): its BTF holds each
    prototype, as a VAR pointing to a FUNC_PROTO, and every struct the prototypes reach,
    read with the same reader as a kernel image's BTF.
 
@@ -304,9 +304,10 @@ def _steps(
     inputs = checked_inputs(spec, builtin, dependencies(deps), work)
     with open(text_path, "rb") as f:
         text = f.read(OUTPUT_LIMIT)
+    full, text = text, without_bodies(text)
+    # declarations are what is left at file scope: calls were in the bodies
     names = {n.decode() for n in _DECLARED.findall(text)}
     declared = sorted(names & set(exports))
-    full, text = text, without_bodies(text)
     if not text.endswith(b"\n"):
         text += b"\n"
     first = text.count(b"\n") + 2  # the line of the first prototype, after struct module's
@@ -320,7 +321,7 @@ def _steps(
         rc, diagnostics = yield _Step(argv, work, "compile")
         if rc == 0:
             break
-        if "-gbtf" in diagnostics and "unrecognized" in diagnostics:
+        if "-gbtf" in diagnostics and ("unrecognized" in diagnostics or "unknown" in diagnostics):
             raise ProbeUnavailable(f"{compiler.version} cannot emit BTF (-gbtf: gcc 12 or later)")
         # a name that is not a function declared at file scope after all: left out
         wrong = {n - first for n in _bad_lines(_TEXT_LINE, diagnostics) if n >= first}
