@@ -373,6 +373,10 @@ def _compare(
     return out, compared
 
 
+def _missing(named: int, compared: int) -> str:
+    return f" ({named - compared:,} not defined on both sides)" if named > compared else ""
+
+
 def diff_structs(
     a: KernelTarget,
     b: KernelTarget,
@@ -389,7 +393,12 @@ def diff_structs(
         ba, bb = _btf(a), _btf(b)
         assert ba is not None and bb is not None
         out, compared = _compare(counts, _flat(ba.btf, ba.source), _flat(bb.btf, bb.source))
-        return out, compared, f"layouts: BTF of both kernels, {len(counts):,} structs in prototypes"
+        return (
+            out,
+            compared,
+            f"layouts: BTF of both kernels, {len(counts):,} structs in prototypes"
+            + _missing(len(counts), compared),
+        )
     if probed is None:
         return [], 0, "not compared: no BTF on both sides, and the headers were not probed"
     pa, pb = probed
@@ -399,13 +408,18 @@ def diff_structs(
     counts = _count(pa.functions, pa.btf, a.exports or ())
     out, compared = _compare(counts, _flat(pa.btf, pa.source), _flat(pb.btf, pb.source))
     dropped = sorted(set(pa.dropped) | set(pb.dropped))
-    vmlinux = [n for n, e in (a.exports or {}).items() if e.owner == "vmlinux"]
+    owners = (
+        {n: row[3] for n, row in a.exports.rows().items()}
+        if isinstance(a.exports, ExportTable)
+        else {n: e.owner for n, e in (a.exports or {}).items()}
+    )
+    vmlinux = [n for n, owner in owners.items() if owner == "vmlinux"]
     found = sum(1 for n in vmlinux if n in pa.functions)
     note = (
         f"layouts: probe of {len(pa.headers)} headers on both sides ({pa.compiler} -gbtf, "
         f"{'cached' if pa.cached and pb.cached else 'compiled now'}): {found:,} of A's "
         f"{len(vmlinux):,} vmlinux exports declared there, {len(counts):,} structs in "
-        "their prototypes"
+        "their prototypes" + _missing(len(counts), compared)
     )
     if dropped:
         note += f"; left out: {', '.join(dropped)}"
