@@ -8,7 +8,8 @@ records of BTF: the kernels' own BTF when both have it, else the BTF gcc writes 
 prototypes their headers declare (abicheck.targets.prototypes, both kernels probed).
 
 The diff is plain dict and set arithmetic: benchmarks/kdiff.py measured deepdiff on the
-same two profiles and it was two orders of magnitude slower for the same answer.
+same two profiles (6.1.0-47, 6.1.0-56): 22.7 s against 0.26 s, and counts that disagree
+with Module.symvers'.
 """
 
 from __future__ import annotations
