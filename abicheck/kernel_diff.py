@@ -205,9 +205,11 @@ def _vermagic_words(a: KernelTarget, b: KernelTarget) -> tuple[tuple[VermagicWor
     return words, not skip
 
 
-def _member_changes(a: StructLayout, b: StructLayout) -> tuple[MemberChange, ...]:
+def _member_changes(
+    a: StructLayout, b: StructLayout, types: bool = True
+) -> tuple[MemberChange, ...]:
     def key(m: Member) -> tuple[int, int | None, str, int | None, int | None]:
-        return (m.offset, m.size, m.type_name, m.bit_offset, m.bit_size)
+        return (m.offset, m.size, m.type_name if types else "", m.bit_offset, m.bit_size)
 
     am, bm = {m.name: m for m in a.members}, {m.name: m for m in b.members}
     out = []
@@ -219,8 +221,13 @@ def _member_changes(a: StructLayout, b: StructLayout) -> tuple[MemberChange, ...
     return tuple(out)
 
 
-def diff_struct(a: StructLayout, b: StructLayout, exports: int = 0) -> StructChange | None:
-    members = _member_changes(a, b)
+def diff_struct(
+    a: StructLayout, b: StructLayout, exports: int = 0, types: bool = True
+) -> StructChange | None:
+    """``types``: compare the members' C type names too (not when the two layouts come
+    from different BTF producers, which name some types apart: gcc writes
+    ``long unsigned int[1][3]`` where pahole writes ``long unsigned int[3]``)."""
+    members = _member_changes(a, b, types)
     if a.size == b.size and not members:
         return None
     return StructChange(a.name, a.size, b.size, members, exports)
@@ -358,6 +365,7 @@ def _compare(
     counts: Counter[str],
     struct_a: Callable[[str], StructLayout | None],
     struct_b: Callable[[str], StructLayout | None],
+    types: bool = True,
 ) -> tuple[list[StructChange], int]:
     """Both layouts flattened: the members of anonymous structs and unions stand by their
     own names and offsets in the outer struct, as C code names them."""
@@ -367,7 +375,7 @@ def _compare(
         if la is None or lb is None:
             continue
         compared += 1
-        change = diff_struct(la, lb, n)
+        change = diff_struct(la, lb, n, types)
         if change is not None:
             out.append(change)
     out.sort(key=lambda c: (-c.exports, c.name))
@@ -388,11 +396,11 @@ def diff_structs(
 
     BTF on both sides: every exported function the kernel's BTF has. Else the headers
     probe of both (``probed``, abicheck.targets.prototypes): the exports declared in the
-    headers it compiles, like with like, never a probe against a kernel's BTF."""
-    if _btf(a) is not None and _btf(b) is not None:
+    headers it compiles, like with like. A side that cannot be probed (a profile, no
+    headers, no -gbtf) but has BTF is compared by its BTF against the other's probe."""
+    ba, bb = _btf(a), _btf(b)
+    if ba is not None and bb is not None:
         counts = prototype_structs(a)
-        ba, bb = _btf(a), _btf(b)
-        assert ba is not None and bb is not None
         out, compared = _compare(counts, _flat(ba.btf, ba.source), _flat(bb.btf, bb.source))
         return (
             out,
@@ -403,24 +411,53 @@ def diff_structs(
     if probed is None:
         return [], 0, "not compared: no BTF on both sides, and the headers were not probed"
     pa, pb = probed
-    if isinstance(pa, str) or isinstance(pb, str):
-        why = "; ".join(f"{t.release}: {p}" for t, p in ((a, pa), (b, pb)) if isinstance(p, str))
-        return [], 0, f"not compared: no BTF on both sides, and no probe ({why})"
-    counts = _count(pa.functions, pa.btf, a.exports or ())
-    out, compared = _compare(counts, _flat(pa.btf, pa.source), _flat(pb.btf, pb.source))
-    dropped = sorted(set(pa.dropped) | set(pb.dropped))
+    sides = []
+    for p, kernel_btf in ((pa, ba), (pb, bb)):
+        if not isinstance(p, str):
+            sides.append((p.functions, p.btf, p.source))
+        elif kernel_btf is not None:
+            sides.append((kernel_btf.btf.functions(), kernel_btf.btf, kernel_btf.source))
+        else:
+            why = "; ".join(
+                f"{x.release}: {q}" for x, q in ((a, pa), (b, pb)) if isinstance(q, str)
+            )
+            return [], 0, f"not compared: no BTF on both sides, and no probe ({why})"
+    (fa, btf_a, src_a), (_, btf_b, src_b) = sides
+    counts = _count(fa, btf_a, a.exports or ())
+    mixed = isinstance(pa, str) or isinstance(pb, str)
+    out, compared = _compare(counts, _flat(btf_a, src_a), _flat(btf_b, src_b), types=not mixed)
     owners = (
         {n: row[3] for n, row in a.exports.rows().items()}
         if isinstance(a.exports, ExportTable)
         else {n: e.owner for n, e in (a.exports or {}).items()}
     )
     vmlinux = [n for n, owner in owners.items() if owner == "vmlinux"]
-    found = sum(1 for n in vmlinux if n in pa.functions)
+    found = sum(1 for n in vmlinux if n in fa)
+    probe = pa if not isinstance(pa, str) else pb
+    assert not isinstance(probe, str)
+    how = f"{probe.compiler} -gbtf, {'cached' if probe.cached else 'compiled now'}"
+    if isinstance(pa, str) or isinstance(pb, str):  # mixed, said so for mypy
+        which = (
+            "A's BTF against B's headers" if isinstance(pa, str) else "A's headers against B's BTF"
+        )
+        where = (
+            f"layouts: {which} (probe of {len(probe.headers)} headers, {how}; offsets and "
+            "sizes compared, not type names, which gcc and pahole write apart)"
+        )
+    else:
+        cached = "cached" if pa.cached and pb.cached else "compiled now"
+        where = (
+            f"layouts: probe of {len(pa.headers)} headers on both sides "
+            f"({pa.compiler} -gbtf, {cached})"
+        )
     note = (
-        f"layouts: probe of {len(pa.headers)} headers on both sides ({pa.compiler} -gbtf, "
-        f"{'cached' if pa.cached and pb.cached else 'compiled now'}): {found:,} of A's "
-        f"{len(vmlinux):,} vmlinux exports declared there, {len(counts):,} structs in "
-        "their prototypes" + _missing(len(counts), compared)
+        f"{where}: {found:,} of A's {len(vmlinux):,} vmlinux exports "
+        f"{'in its BTF' if isinstance(pa, str) else 'declared there'}, {len(counts):,} "
+        "structs in their prototypes" + _missing(len(counts), compared)
+    )
+    dropped = sorted(
+        set(pa.dropped if not isinstance(pa, str) else ())
+        | set(pb.dropped if not isinstance(pb, str) else ())
     )
     if dropped:
         note += f"; left out: {', '.join(dropped)}"

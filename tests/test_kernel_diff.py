@@ -332,3 +332,21 @@ def test_compiler_without_btf_says_so(tmp_path, monkeypatch: pytest.MonkeyPatch)
     }
     assert d["loader_identity"]["struct_module_known"]
     assert d["a"]["layouts"].startswith("probe compiled against the headers (gcc 12.2.0")
+
+
+def test_btf_against_headers_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile (BTF, no headers) against a headers package: A's BTF names the structs,
+    B's probe lays them out; offsets and sizes compared, as the BTF of both would."""
+    b = headers("6.1.0-56-amd64")
+    mixed = _diff(sample_kernel("6.1.0-47-amd64"), b)
+    note = mixed["structs"]["note"]
+    assert note.startswith("layouts: A's BTF against B's headers (probe of 12 headers, gcc ")
+    assert "9,670 of A's 10,488 vmlinux exports in its BTF" in note
+    assert (mixed["structs"]["compared"], len(mixed["structs"]["changed"])) == (654, 40)
+    if not os.path.isfile(os.path.join(CACHE, "root", "boot", "vmlinuz-6.1.0-56-amd64")):
+        pytest.skip("Debian test data not fetched")
+    monkeypatch.setenv("ABICHECK_SYSROOT", os.path.join(CACHE, "root"))
+    btf = _changed(_diff(headers("6.1.0-47-amd64"), b))
+    got = _changed(mixed)
+    assert got.keys() <= btf.keys()
+    assert all(got[name] == btf[name] for name in got)  # exports counted alike, too
