@@ -250,6 +250,11 @@ def _guard_moves(a: KernelTarget, b: KernelTarget) -> tuple[GuardMove, ...]:
     return tuple(out)
 
 
+def _producer(layout: StructLayout) -> str:
+    """ "btf", "dwarf", "probe" (DWARF of the probe), "probe-btf" (gcc's BTF of it)..."""
+    return layout.source.split(":", 1)[0]
+
+
 def loader_identity(a: KernelTarget, b: KernelTarget) -> LoaderIdentity:
     words, release_compared = _vermagic_words(a, b)
 
@@ -258,7 +263,10 @@ def loader_identity(a: KernelTarget, b: KernelTarget) -> LoaderIdentity:
         return e.crc if e is not None else None
 
     sa, sb = a.struct_module, b.struct_module
-    change = diff_struct(sa, sb) if sa is not None and sb is not None else None
+    change = None
+    if sa is not None and sb is not None:
+        # C type names only between layouts of one producer (see diff_struct)
+        change = diff_struct(sa, sb, types=_producer(sa) == _producer(sb))
     if change is not None:
         guards = {g.name: g.condition for g in (*a.module_h, *b.module_h)}
         change = StructChange(

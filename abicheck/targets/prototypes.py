@@ -95,7 +95,7 @@ class Prototypes:
     dropped: tuple[str, ...]  # of HEADERS: absent from the tree or not compiling there
     compiler: str
     cached: bool
-    source: str  # "probe:DIR", as for the probe's layouts
+    source: str  # "probe-btf:DIR": the layouts' producer, for kernel_diff
 
     def struct(self, name: str, flatten: bool = False) -> StructLayout | None:
         """ "struct NAME" / "union NAME" as these headers define it."""
@@ -267,7 +267,7 @@ def _first_error(diagnostics: str) -> str:
 def _steps(
     spec: ProbeSpec, compiler: Compiler, exports: Collection[str], work: str
 ) -> Generator[_Step, tuple[int, str], Prototypes]:
-    source = f"probe:{spec.dirs[0]}"
+    source = f"probe-btf:{spec.dirs[0]}"  # gcc's BTF: not the DWARF probe's "probe:"
     paths = _cache_paths(spec, compiler)
     if paths is not None:
         found = _load_cache(paths, source)
