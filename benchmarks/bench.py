@@ -5,6 +5,7 @@
     python benchmarks/bench.py cold      # one module from process start vs `python -c pass`
     python benchmarks/bench.py layout    # struct module from each source vs pahole -C module
     python benchmarks/bench.py probe     # layouts from the headers alone: first probe, cached
+    python benchmarks/bench.py kdiff     # kernel diff A B from headers, cold and warm, vs diff
     python benchmarks/bench.py all
 
 Uses the Debian packages tools/testdata.py fetched (role 6.1-a by default: Debian's
@@ -199,12 +200,104 @@ def bench_probe(repeat: int) -> dict:
     return out
 
 
+# Debian's debian/bin/buildcheck.py in spirit: read both Module.symvers into dicts and
+# compare them (removed, added, changed), the whole of its symbol check.
+BUILDCHECK = """
+import sys
+def read(path):
+    out = {}
+    with open(path) as f:
+        for line in f:
+            crc, name, module, *rest = line.rstrip("\\n").split("\\t")
+            out[name] = (crc, module, tuple(rest))
+    return out
+a, b = read(sys.argv[1]), read(sys.argv[2])
+removed = a.keys() - b.keys()
+added = b.keys() - a.keys()
+changed = [n for n in a.keys() & b.keys() if a[n] != b[n]]
+print(len(removed), len(added), len(changed))
+"""
+
+
+def bench_kdiff(repeat: int) -> dict:
+    """`abicheck kernel diff A B` on two headers packages (issue 14: "a complete, correct
+    ABI diff between two kernels from their headers in under 5 s"): cold (an empty layout
+    cache, both kernels' headers probed at once) and warm, beside, in the same run, a plain
+    `diff` of the two Module.symvers, the buildcheck-style comparison of their symbols
+    above (exports only: no loader identity, structs or config), and `pahole -F btf` printing
+    every struct of the probe's BTF of A (what reading the probe's layouts costs a peer)."""
+    import glob
+    import tempfile
+
+    kernels = manifest()["kernels"]
+    out: dict = {}
+    for ra, rb in (("6.1-a", "6.1-b"), ("6.1-a", "6.12")):
+        a, b = kernels[ra]["headers"], kernels[rb]["headers"]
+        sa, sb = os.path.join(a, "Module.symvers"), os.path.join(b, "Module.symvers")
+        row: dict = {"a": kernels[ra]["release"], "b": kernels[rb]["release"]}
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "ABICHECK_CACHE_DIR": cache}
+            env.pop("ABICHECK_NO_CACHE", None)
+            env.pop("ABICHECK_SYSROOT", None)  # the headers alone: no vmlinuz found
+            cmd = abicheck_cmd("kernel", "diff", a, b, "--format", "json")
+            cold = [_wall_and_cpu(cmd, env, fresh=cache) for _ in range(repeat)]
+            warm = [_wall_and_cpu(cmd, env) for _ in range(repeat)]
+            row["cold_s"] = round(min(w for w, _ in cold), 2)
+            row["warm_s"] = round(min(w for w, _ in warm), 2)
+            # CPU seconds (this process's children: python and both compilers): what a
+            # busy machine cannot inflate; on two free cores cold wall time is below it
+            row["cold_cpu_s"] = round(min(c for _, c in cold), 2)
+            row["warm_cpu_s"] = round(min(c for _, c in warm), 2)
+            btf = sorted(glob.glob(os.path.join(cache, "probe", "proto-*.btf")))
+            if shutil.which("pahole") and btf:
+                row["pahole_probe_btf_s"] = round(
+                    best_of_rc(["pahole", "-F", "btf", btf[0]], repeat), 3
+                )
+        row["diff_symvers_s"] = round(best_of_rc(["diff", sa, sb], repeat), 3)
+        row["buildcheck_s"] = round(
+            best_of_rc([sys.executable, "-c", BUILDCHECK, sa, sb], repeat), 3
+        )
+        row["cold_vs_buildcheck"] = round(row["cold_s"] / row["buildcheck_s"], 1)
+        row["warm_vs_buildcheck"] = round(row["warm_s"] / row["buildcheck_s"], 1)
+        row["warm_vs_diff"] = round(row["warm_s"] / row["diff_symvers_s"], 1)
+        out[f"{ra} vs {rb}"] = row
+    return out
+
+
+def _wall_and_cpu(cmd: list[str], env: dict, fresh: str | None = None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one run; ``fresh``: a cache directory emptied first."""
+    import resource
+
+    if fresh is not None:
+        shutil.rmtree(os.path.join(fresh, "probe"), ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
+
+
+def best_of_rc(cmd: list[str], repeat: int, **kw) -> float:
+    """best_of for commands whose exit code says "differences found" (diff, kernel diff)."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "what", choices=["tree", "cold", "layout", "probe", "all"], nargs="?", default="all"
+        "what",
+        choices=["tree", "cold", "layout", "probe", "kdiff", "all"],
+        nargs="?",
+        default="all",
     )
     ap.add_argument("--role", default="6.1-a", help="kernel role in the testdata manifest")
     ap.add_argument("--repeat", type=int, default=3)
@@ -219,6 +312,8 @@ def main() -> None:
         report["layout"] = bench_layout(args.repeat)
     if args.what in ("probe", "all"):
         report["probe"] = bench_probe(args.repeat)
+    if args.what in ("kdiff", "all"):
+        report["kdiff"] = bench_kdiff(args.repeat)
     print(json.dumps(report, indent=2))
 
 

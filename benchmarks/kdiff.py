@@ -4,7 +4,19 @@
 
 Both read the same two saved profiles (default: samples/kernels/6.1.0-47 and 6.1.0-56)
 and must agree on the removed, added and changed names; the figures decided that
-abicheck.kernel_diff keeps the plain diff and does not depend on deepdiff.
+abicheck.kernel_diff keeps the plain diff and does not depend on deepdiff (nor declares
+it: pyproject.toml names only what abicheck imports).
+
+Measured 2026-11-29 on the 2-core test machine, deepdiff 9.1.0, the machine busy:
+
+    plain dict    0.256 s  removed 19, added 84, changed 18254
+    deepdiff     22.677 s  removed 17, added 82, changed 17127
+    agree: False
+
+89 times slower, and its paths lose names (the counts Module.symvers itself gives are
+the plain diff's: tests/test_kernel_diff.py). The one nested part of a profile that a
+generic diff could serve, struct layouts, needs offsets compared member by member under
+C's naming (anonymous members flattened, bitfield units), which kernel_diff does itself.
 """
 
 from __future__ import annotations

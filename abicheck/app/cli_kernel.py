@@ -7,6 +7,7 @@ breaks on B), 2 usage error or an input that could not be read.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -37,24 +38,24 @@ def kernel() -> None:
     default="text",
     show_default=True,
 )
-def diff_command(a: str, b: str, modules_dir: str | None, fmt: str) -> None:
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Compile the headers probes afresh instead of reading the layout cache.",
+)
+def diff_command(a: str, b: str, modules_dir: str | None, fmt: str, no_cache: bool) -> None:
     """What breaks for modules built against kernel A when loaded into kernel B.
 
     A and B are headers directories, saved profiles, or 'running'.
     """
-    from abicheck.kernel_diff import diff_kernels
+    from abicheck.kernel_diff import diff_specs
     from abicheck.reporters.escape import message_line
     from abicheck.reporters.kernel_diff import RENDERERS
-    from abicheck.targets import load_target
 
+    if no_cache:
+        os.environ["ABICHECK_NO_CACHE"] = "1"
     try:
-        ta, tb = load_target(a), load_target(b)
-        modules = None
-        if modules_dir is not None:
-            from abicheck.inputs import expand_modules
-
-            modules = expand_modules([modules_dir])
-        result = diff_kernels(ta, tb, modules)
+        result = diff_specs(a, b, modules_dir)
     except AbicheckError as e:
         click.echo(message_line(f"abicheck: error: {e}"), err=True)
         sys.exit(EXIT_USAGE)

@@ -393,6 +393,17 @@ class Btf:
             btf = btf.base
         return found
 
+    def variables(self, prefix: str = "") -> dict[str, int]:
+        """Each VAR of this blob whose name starts with ``prefix`` → its type's id."""
+        found: dict[str, int] = {}
+        words = self._words
+        for o in self._offsets:
+            if words[o + 1] >> 24 & 0x1F == BTF_KIND_VAR and words[o]:
+                name = self.string(words[o])
+                if name.startswith(prefix):
+                    found.setdefault(name, words[o + 2])
+        return found
+
     def proto_types(self, proto_id: int) -> list[int]:
         """The return type's id then each parameter's, of a FUNC_PROTO (``struct btf_param``
         records: name_off, type)."""

@@ -130,11 +130,16 @@ def _split_top(decl: str) -> list[str]:
     return parts
 
 
-def present(member: GuardedMember, config: Mapping[str, str]) -> bool | None:
-    """Whether the member exists under ``config``; None if the condition cannot be told."""
+def present(
+    member: GuardedMember,
+    config: Mapping[str, str],
+    defines: Mapping[str, str] | None = None,
+) -> bool | None:
+    """Whether the member exists under ``config``; None if the condition cannot be told.
+    ``defines``: ``defines_from_config(config)`` computed once for many members."""
     if member.condition == "1":
         return True
-    pp = Preprocessor([], defines_from_config(config))
+    pp = Preprocessor([], defines if defines is not None else defines_from_config(config))
     try:
         return bool(pp.evaluate(member.condition))
     except PreprocessorError:

@@ -19,14 +19,15 @@ def load_target(
     (``--vmlinux``) and installed modules (``--modules-dir``) that belong to it.
 
     ``layouts``: "auto" (given sources, then the standard places, then the probe),
-    "probe" (skip the standard places: the headers alone), or "none".
+    "probe" (skip the standard places: the headers alone), "discover" (the standard
+    places but no probe: ``kernel diff`` probes both kernels at once itself), or "none".
     """
     from abicheck.targets.headers import source_dirs, target_from_headers
     from abicheck.targets.layouts import with_layouts
     from abicheck.targets.profile import is_profile, target_from_profile
     from abicheck.targets.running import target_from_running_kernel
 
-    discover, probe = layouts == "auto", layouts in ("auto", "probe")
+    discover, probe = layouts in ("auto", "discover"), layouts in ("auto", "probe")
     if layouts == "none":
         vmlinux = modules_dir = None
     if spec == "running":

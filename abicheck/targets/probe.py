@@ -126,7 +126,7 @@ def probe_source(headers: Iterable[str], structs: Iterable[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _limits() -> None:  # runs in the child between fork and exec
+def limits() -> None:  # runs in the child between fork and exec
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
@@ -176,8 +176,10 @@ class Compiler:
         return f"{self.path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, list[str], str]:
-    """Compile the probe; (object bytes, headers read, compiler diagnostics)."""
+def compiler_argv(spec: ProbeSpec, compiler: Compiler) -> tuple[list[str], str]:
+    """The compiler's arguments for a translation unit of the tree (everything but the
+    output, the dependency file and the source), and the compiler's own include
+    directory, the one place outside the tree a header may come from."""
     incs = _include_dirs(spec)
     first = spec.dirs[-1] if len(spec.dirs) > 1 else spec.dirs[0]
     forced = []
@@ -196,29 +198,66 @@ def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, l
             text=True,
             timeout=10,
             stdin=subprocess.DEVNULL,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+            env=compiler_env(),
             check=False,
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ProbeUnavailable(f"{compiler.path}: cannot run: {e}") from None
+    argv = [
+        compiler.path,
+        "-O2",
+        "-nostdinc",
+        "-isystem",
+        builtin,
+        "-D__KERNEL__",
+        '-DKBUILD_MODNAME="abicheck_probe"',
+        '-DKBUILD_BASENAME="abicheck_probe"',
+        *_arch_flags(spec.arch),
+        *(f"-I{d}" for d in incs),
+        *forced,
+    ]
+    return argv, builtin
+
+
+def compiler_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+
+
+def checked_inputs(spec: ProbeSpec, builtin: str, deps: list[str], work: str) -> list[str]:
+    """The headers a compile read (its -MD list), each checked to lie inside the tree or
+    the compiler's own directory; the probe's own sources in ``work`` left out."""
+    allowed = [os.path.realpath(d) for d in spec.dirs] + [os.path.realpath(builtin)]
+    own = os.path.realpath(work) + os.sep
+    inputs = []
+    directories: dict[str, str] = {}  # a thousand headers live in a few dozen directories
+    for dep in deps:
+        path = dep if os.path.isabs(dep) else os.path.join(work, dep)
+        head, tail = os.path.split(path)
+        if os.path.islink(path) or tail in ("", ".", ".."):
+            real = os.path.realpath(path)
+        else:
+            if head not in directories:
+                directories[head] = os.path.realpath(head)
+            real = os.path.join(directories[head], tail)
+        if real.startswith(own):
+            continue
+        if not any(real == a or real.startswith(a + os.sep) for a in allowed):
+            raise ProbeUnavailable(f"a header includes {dep}, outside the headers tree: not probed")
+        inputs.append(real)
+    return inputs
+
+
+def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, list[str], str]:
+    """Compile the probe; (object bytes, headers read, compiler diagnostics)."""
+    base, builtin = compiler_argv(spec, compiler)
     with tempfile.TemporaryDirectory(prefix="abicheck-probe-") as work:
         src = os.path.join(work, "probe.c")
         with open(src, "w") as f:
             f.write(source)
         argv = [
-            compiler.path,
+            *base,
             "-c",
             "-g",
-            "-O2",
-            "-nostdinc",
-            "-isystem",
-            builtin,
-            "-D__KERNEL__",
-            '-DKBUILD_MODNAME="abicheck_probe"',
-            '-DKBUILD_BASENAME="abicheck_probe"',
-            *_arch_flags(spec.arch),
-            *(f"-I{d}" for d in incs),
-            *forced,
             "-MD",
             "-MF",
             os.path.join(work, "probe.d"),
@@ -233,8 +272,8 @@ def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, l
                 capture_output=True,
                 timeout=TIMEOUT_SECONDS,
                 stdin=subprocess.DEVNULL,
-                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
-                preexec_fn=_limits,
+                env=compiler_env(),
+                preexec_fn=limits,
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -249,22 +288,12 @@ def _compile(spec: ProbeSpec, compiler: Compiler, source: str) -> tuple[bytes, l
             return b"", [], diagnostics
         with open(obj, "rb") as f:
             data = f.read(OUTPUT_LIMIT + 1)
-        deps = _dependencies(os.path.join(work, "probe.d"))
-        allowed = [os.path.realpath(d) for d in spec.dirs] + [os.path.realpath(builtin)]
-        inputs = []
-        for dep in deps:
-            real = os.path.realpath(dep if os.path.isabs(dep) else os.path.join(work, dep))
-            if real == os.path.realpath(src):
-                continue
-            if not any(real == a or real.startswith(a + os.sep) for a in allowed):
-                raise ProbeUnavailable(
-                    f"a header includes {dep}, outside the headers tree: not probed"
-                )
-            inputs.append(real)
+        deps = dependencies(os.path.join(work, "probe.d"))
+        inputs = checked_inputs(spec, builtin, deps, work)
         return data, inputs, diagnostics
 
 
-def _dependencies(path: str) -> list[str]:
+def dependencies(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             text = f.read(OUTPUT_LIMIT)
