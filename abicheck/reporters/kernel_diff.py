@@ -222,7 +222,7 @@ def _lines(d: KernelDiff, md: bool) -> list[str]:
     for s in d.structs[:LIST_LIMIT]:
         out.append(
             f"{bullet}{code(s.name)} ({s.exports:,} exports): {s.size_a} → {s.size_b} bytes, "
-            f"{len(s.members)} members changed"
+            f"{len(s.members)} member{'s' * (len(s.members) != 1)} changed"
         )
         for m in s.members[:8]:
             out.append(f"{bullet}  {code(m.name)}: {_offsets(m)}")
