@@ -41,7 +41,6 @@ from elftools.elf.elffile import ELFFile
 QEMU = "qemu-system-x86_64"
 BUSYBOX = "/bin/busybox"
 KMOD = "/usr/bin/kmod"
-DEFAULT_TIMEOUT = 900.0
 
 # Per architecture, keyed by abicheck's names (KernelTarget.arch, rules/arch/*.toml): the
 # emulator and the Debian package that has it, its machine, the serial console the kernel
@@ -581,10 +580,6 @@ def build_initramfs(
 # --------------------------------------------------------------------------- boot
 
 
-class BootError(RuntimeError):
-    pass
-
-
 def kvm_usable() -> bool:
     """Whether this process may open /dev/kvm (present and read-write for us)."""
     try:
@@ -631,22 +626,6 @@ def qemu_command(
         "-append",
         append,
     ]
-
-
-def boot(
-    vmlinuz: str,
-    initramfs: str,
-    timeout: float = DEFAULT_TIMEOUT,
-    log_path: str | None = None,
-    arch: str = "x86_64",
-) -> tuple[str, float]:
-    """Boot, return the serial log and the seconds it took; the guest powers itself off."""
-    command = qemu_command(vmlinuz, initramfs, arch=arch)
-    text, seconds, reason = boot_raw(command, timeout, log_path)
-    if reason is not None:
-        tail = "\n".join(text.splitlines()[-30:])
-        raise BootError(f"boot of {vmlinuz} failed ({reason}); serial log tail:\n{tail}")
-    return text, seconds
 
 
 def boot_raw(
@@ -852,45 +831,11 @@ def taint_letters(mask: int) -> str:
 # --------------------------------------------------------------------------- run
 
 
-def run_cases(
-    vmlinuz: str,
-    cases: Sequence[Case],
-    timeout: float,
-    cache: str,
-    log_path: str | None = None,
-    arch: str = "x86_64",
-    userland: str | None = None,
-) -> dict[str, Any]:
-    """One boot for all the cases; raises BootError when the guest does not finish.
-    ``arch`` in either naming; ``userland`` as for :func:`initramfs_bytes`."""
-    arch = arch_name(arch)
-    missing = [p for c in cases for p in (*c.deps, *c.modules) if not os.path.exists(p)]
-    if missing:
-        raise FileNotFoundError(f"modules not found: {missing}")
-    initramfs = build_initramfs(cases, cache, userland=userland, arch=arch)
-    text, seconds = boot(vmlinuz, initramfs, timeout, log_path, arch)
-    return {
-        "vmlinuz": vmlinuz,
-        "release": guest_release(text),
-        "initramfs": initramfs,
-        "boot_seconds": round(seconds, 1),
-        "arch": arch,
-        "loader": kmod_version(userland, arch),
-        "results": with_taint_delta(parse_serial(text, cases)),
-    }
-
-
 def with_taint_delta(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for rec in results:
         delta = (rec["tainted_after"] or 0) & ~(rec["tainted_before"] or 0)
         rec["taint_delta"] = taint_letters(delta)
     return results
-
-
-def guest_release(text: str) -> str | None:
-    return next(
-        (ln.split(" ", 3)[2] for ln in text.splitlines() if ln.startswith(BEGIN + " ")), None
-    )
 
 
 def kmod_version(userland: str | None = None, arch: str = "aarch64") -> str:
