@@ -170,11 +170,20 @@ class RunContext:
     ) -> RunContext:
         return cls([RunEntry.of(m) for m in modules], assumptions or Assumptions(), build_tree)
 
+    # the entry being checked, set by the runner: a file given twice in a run (prove's
+    # referee loads dep_provider.ko more than once) sits at two positions
+    current: int | None = None
+
     @cached_property
     def _positions(self) -> dict[str, int]:
-        return {e.path: i for i, e in enumerate(self.entries)}
+        out: dict[str, int] = {}
+        for i, e in enumerate(self.entries):
+            out.setdefault(e.path, i)
+        return out
 
     def position(self, module: Module) -> int:
+        if self.current is not None and self.entries[self.current].path == module.path:
+            return self.current
         return self._positions.get(module.path, -1)
 
     @cached_property

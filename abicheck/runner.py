@@ -96,13 +96,14 @@ def run_checks(
         failed: dict[int, TargetError] = {}
         for t, target in enumerate(targets):
             mine = []
+            run.current = -1
             for item in items:
                 try:
-                    mine.append(
-                        unreadable_result(item, target)
-                        if isinstance(item, ModuleReadError)
-                        else check_module(item, target, run)
-                    )
+                    if isinstance(item, ModuleReadError):
+                        mine.append(unreadable_result(item, target))
+                    else:
+                        run.current += 1
+                        mine.append(check_module(item, target, run))
                 except TargetError as e:
                     failed[t] = e
                     break
@@ -133,7 +134,7 @@ def _worker(
     try:
         items = [(i, _read(p, limit, certs)) for i, p in paths]
         conn.send([(i, RunEntry.of(m) if isinstance(m, Module) else m) for i, m in items])
-        entries = conn.recv()
+        entries, positions = conn.recv()
         run = RunContext(entries, assumptions, build_tree)
         # i == -1 with a TargetError marks a target that could not be used at all
         out: list[tuple[int, int, Result | TargetError]] = []
@@ -143,6 +144,7 @@ def _worker(
                     if isinstance(item, ModuleReadError):
                         out.append((t, i, unreadable_result(item, target)))
                     else:
+                        run.current = positions[i]
                         out.append((t, i, check_module(item, target, run)))
                 except TargetError as e:  # this target is unusable; the others go on
                     out.append((t, -1, e))
@@ -193,8 +195,11 @@ def _run_parallel(
         summaries.update(got)
     ordered = [summaries[i] for i in range(len(paths))]
     entries = [e for e in ordered if isinstance(e, RunEntry)]
+    # each path's position among the readable modules, the run's load order
+    readable = [i for i, e in enumerate(ordered) if isinstance(e, RunEntry)]
+    positions = {i: k for k, i in enumerate(readable)}
     for _proc, conn in workers:
-        conn.send(entries)
+        conn.send((entries, positions))
     collected: dict[tuple[int, int], Result | TargetError] = {}
     for proc, conn in workers:
         while True:

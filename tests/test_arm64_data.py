@@ -16,7 +16,6 @@ import pytest
 from conftest import REPO, run_cli, sample
 
 sys.path.insert(0, os.path.join(REPO, "tools"))
-import qemu_harness as qh
 import testdata as td
 
 ARM64_ROLES = td.ARM64_ROLES
@@ -123,37 +122,41 @@ def test_image_is_arm64_with_btf(testdata, role):
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_referee_boots_arm64_and_loads_hello(testdata, tmp_path):
+def test_referee_boots_arm64_and_loads_hello(testdata):
+    """`abicheck prove` boots Debian's arm64 kernel under qemu-system-aarch64 with the
+    manifest's arm64 busybox and kmod: hello loads, unknown_sym and an amd64 hello are
+    refused, as the kernel says."""
     if shutil.which("qemu-system-aarch64") is None:
         pytest.skip("qemu referee needs qemu-system-aarch64 (apt-get install qemu-system-arm)")
     kernel = arm64_kernel(testdata, "6.1-a-arm64")
     arm64_built(testdata, "6.1-a-arm64")
     userland = arm64_userland(testdata)
     built = testdata["built"]
-    cases = [
-        qh.Case("hello", [os.path.join(built["6.1-a-arm64"], "hello.ko")]),
-        qh.Case("unknown_sym", [os.path.join(built["6.1-a-arm64"], "unknown_sym.ko")]),
+    modules = [
+        os.path.join(built["6.1-a-arm64"], "hello.ko"),
+        os.path.join(built["6.1-a-arm64"], "unknown_sym.ko"),
     ]
     if "6.1-a" in built:
-        cases.append(qh.Case("hello@amd64", [os.path.join(built["6.1-a"], "hello.ko")]))
-    doc = qh.run_cases(
-        kernel["image"],
-        cases,
-        log_path=str(tmp_path / "serial.log"),
-        arch="arm64",
-        userland=userland,
-    )
-    assert doc["release"] == "6.1.0-47-arm64"
-    hello, unknown = doc["results"][0], doc["results"][1]
+        modules.append(os.path.join(built["6.1-a"], "hello.ko"))
+    res = run_cli(
+        ["prove", *modules, "--kernel", kernel["headers"], "--image", kernel["image"],
+         "--userland", userland, "--accel", "tcg", "--format", "json"]
+    )  # fmt: skip
+    assert res.exit_code in (0, 1), res.stderr
+    doc = res.json()
+    assert doc["targets"][0]["release"] == "6.1.0-47-arm64"
+    hello, unknown = doc["results"][0]["proved"], doc["results"][1]["proved"]
     # out-of-tree and unsigned (CONFIG_MODULE_SIG=y, not enforced)
-    assert hello["loaded"] and hello["module_taint"] == "OE"
-    assert "hello: loading out-of-tree module taints kernel." in hello["dmesg"]
-    assert not unknown["loaded"] and unknown["errno"] == ["ENOENT", "ESRCH"]
-    assert "unknown_sym: Unknown symbol abicheck_no_such_export (err -2)" in unknown["dmesg"]
+    assert hello["verdict"] == "loads-tainted" and hello["module_taint"] == "OE"
+    assert "hello: loading out-of-tree module taints kernel." in hello["kernel_lines"]
+    assert unknown["verdict"] == "refused" and unknown["errno"] == ["ENOENT", "ESRCH"]
+    assert "unknown_sym: Unknown symbol abicheck_no_such_export (err -2)" in unknown["kernel_lines"]
     if len(doc["results"]) > 2:
-        amd64 = doc["results"][2]
-        assert not amd64["loaded"] and amd64["errno"] == ["ENOEXEC"]
-        assert "Invalid architecture in ELF header: 62" in amd64["dmesg"]
+        amd64 = doc["results"][2]["proved"]
+        assert amd64["verdict"] == "refused" and amd64["errno"] == ["ENOEXEC"]
+        assert "Invalid architecture in ELF header: 62" in amd64["kernel_lines"]
+    assert [r["agrees"] for r in doc["results"]] == [True] * len(modules)
+    assert res.exit_code == 0 and len(doc["boots"]) == 1
 
 
 def test_prove_arm64_without_userland_names_the_packages(tmp_path):

@@ -1,6 +1,6 @@
 """Struct layout drift, on modules built against drifted copies of Debian's headers
 (tools/drift.py: one option flipped in .config, auto.conf and autoconf.h) and checked
-against the real kernels. The qemu referee (tools/qemu_harness.py) confirmed each
+against the real kernels. The qemu referee (abicheck prove, tests/test_qemu.py) confirmed each
 reaction asserted here on the real kernel; see the layout issue's closing note.
 
 samples/drift/ holds three of those modules (and the two drifted configs, gzipped):

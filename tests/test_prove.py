@@ -135,6 +135,23 @@ def test_two_modules_of_one_name_are_each_proved(testdata):
     assert bad["agrees"]
 
 
+def test_a_provider_stays_loaded_across_a_repeated_name(testdata):
+    """dep_provider, hello, another hello, dep_consumer: as after those insmods by hand,
+    only the first hello is removed before the second; the provider stays loaded and its
+    consumer loads, as abicheck (which resolves against the whole run) predicts."""
+    built = testdata["built"]["6.1-a"]
+    names = ["dep_provider.ko", "hello.ko", "hello.ko.xz", "dep_consumer.ko"]
+    code, doc = prove_json(testdata, "6.1-a", [os.path.join(built, n) for n in names])
+    assert len(doc["boots"]) == 1
+    proved = [r["proved"] for r in doc["results"]]
+    assert [p["verdict"] for p in proved] == ["loads-tainted"] * 4
+    assert [r["agrees"] for r in doc["results"]] == [True] * 4 and code == 0
+    # dep_consumer's init prints what it read through the provider's exports
+    assert proved[3]["kernel_lines"] == ["2 3"] and proved[3]["init_returned"] == 0
+    # every rmmod succeeded: the first hello's before the second, the rest at the end
+    assert [p["rmmod_rc"] for p in proved] == [0, 0, 0, 0]
+
+
 def test_hello_alone_on_6_1_0_47(testdata):
     hello = os.path.join(testdata["built"]["6.1-a"], "hello.ko")
     code, doc = prove_json(testdata, "6.1-a", [hello])

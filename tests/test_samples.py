@@ -7,6 +7,7 @@ vermagic with `modinfo -F vermagic`.
 
 from __future__ import annotations
 
+import pytest
 from conftest import check_json, finding, rules_of, sample, sample_kernel
 
 K47 = sample_kernel("6.1.0-47-amd64")
@@ -190,6 +191,25 @@ def test_dependency_order_given_wrong_then_right():
     right = check_json([provider, consumer], [K47])["results"]
     assert [r["verdict"] for r in right] == ["loads-tainted", "loads-tainted"]
     assert not [f for f in right[1]["findings"] if f["severity"] == "error"]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_file_given_twice_sits_at_both_positions(jobs, monkeypatch):
+    """prove's referee loads dep_consumer.ko before its provider and again after it (the
+    check command folds repeated paths; prove does not): the first is refused by DP002,
+    the second loads. In-process, and in worker processes (a run made parallel)."""
+    from abicheck import runner
+    from abicheck.targets import load_target
+
+    monkeypatch.setattr(runner, "PARALLEL_THRESHOLD", 2)
+    consumer = sample("modules", "dep_consumer.ko")
+    provider = sample("modules", "dep_provider.ko")
+    out = runner.run_checks(
+        [consumer, provider, consumer], [load_target(K47)], runner.RunOptions(jobs=jobs)
+    )
+    assert [r.verdict.value for r in out.results] == ["refused", "loads-tainted", "loads-tainted"]
+    rules = [[f.rule for f in r.findings if f.severity.value == "error"] for r in out.results]
+    assert rules == [["DP002", "DP002"], [], []]
 
 
 def test_consumer_alone_has_unknown_symbols():

@@ -848,7 +848,7 @@ QEMU_NONZERO = (
 )
 
 # The 6.1 choices come from `measure --role 6.1-a`; what insmod said about each was seen by
-# booting the kernels with tools/qemu_harness.py (see each case's `why`).
+# booting the kernels with abicheck prove (tests/test_qemu.py; see each case's `why`).
 CASES = [
     Case(
         "6.12-no-btf-modules",

@@ -72,7 +72,7 @@ KERNELS = {
 # Make variables that cross-build a module for a role's architecture (gcc-aarch64-linux-gnu).
 CROSS = {"arm64": {"ARCH": "arm64", "CROSS_COMPILE": "aarch64-linux-gnu-"}}
 
-# The referee's arm64 userland (tools/qemu_harness.py): a static busybox, and kmod's own
+# The referee's arm64 userland (abicheck prove --userland): a static busybox, and kmod's own
 # insmod (dynamically linked, so with its libraries and the arm64 dynamic loader), since
 # kmod is the loader abicheck's predictions assume. Extracted apart from the kernels.
 USERLAND = {

@@ -303,7 +303,7 @@ def prove(request: ProveRequest) -> ProveRun:
         accel = "kvm" if vm.kvm_usable() and _kvm_starts() else "tcg"
     loader = vm.kmod_version(request.userland, arch)
     run = ProveRun(request.target.release, image, loader=loader)
-    loads: dict[str, Load] = {}
+    loads: list[Load] = []  # one per module of the request, in its order
     remaining = list(request.modules)
     with tempfile.TemporaryDirectory(prefix="abicheck-prove-") as tmp:
         cache = request.cache_dir or tmp
@@ -318,29 +318,11 @@ def prove(request: ProveRequest) -> ProveRun:
                 accel = "tcg"
                 continue
             remaining = remaining[done:]
-    for path, result in zip(request.modules, predicted, strict=True):
-        load = loads[path]
+    for result, load in zip(predicted, loads, strict=True):
         found = tuple(disagreements(load, result))
         shown = proved_findings(request, result, _proved(load, result, found, request.load_timeout))
         run.proofs.append(Proof(result, load, found, shown))
     return run
-
-
-def _name_groups(modules: list[str]) -> list[list[str]]:
-    """The modules in load order, cut wherever a name comes again: the kernel holds one
-    module of a name, so a second hello.ko would only meet EEXIST. Each group is loaded,
-    then unloaded before the next; modules of one group stay loaded together, as the
-    run's order (a provider before its consumer) needs."""
-    groups: list[list[str]] = [[]]
-    names: set[str] = set()
-    for m in modules:
-        name = vm.module_name(m)
-        if name in names:
-            groups.append([])
-            names = set()
-        groups[-1].append(m)
-        names.add(name)
-    return [g for g in groups if g]
 
 
 def _kvm_starts() -> bool:
@@ -369,18 +351,21 @@ def _one_boot(
     cache: str,
     modules: list[str],
     run: ProveRun,
-    loads: dict[str, Load],
+    loads: list[Load],
 ) -> int:
-    """Boot once for ``modules``; record their loads; return how many were settled."""
+    """Boot once for ``modules``; record their loads; return how many were settled.
+
+    The modules are loaded in order and stay loaded, as an insmod user leaves them, until
+    the boot ends; only a module whose name comes again is removed (its consumers first)
+    just before the next of that name, since the kernel holds one module of a name."""
     cases = [
         vm.Case(
-            f"prove-{i}",
-            group,
-            vm.intree_deps(group, request.modules_dir) if request.modules_dir else [],
-            {m: _args(request, m) for m in group},
+            "prove",
+            modules,
+            vm.intree_deps(modules, request.modules_dir) if request.modules_dir else [],
+            {m: _args(request, m) for m in modules},
             request.force,
         )
-        for i, group in enumerate(_name_groups(modules))
     ]
     # warnings and worse on the console: an oops or a panic reaches the host
     initramfs = vm.build_initramfs(
@@ -413,7 +398,7 @@ def _one_boot(
             continue
         if load.name in stuck:
             break  # it met the earlier one still loaded (EEXIST): boot afresh for it
-        loads[rec["module"]] = load
+        loads.append(load)
         settled += 1
         if load.outcome in ("oops", "hang"):
             break
@@ -424,8 +409,7 @@ def _one_boot(
         why = (failure or "no load was recorded").strip().splitlines()[0]
         if vm.BEGIN not in text and index == 0:
             raise ProveError(f"{image}: the kernel did not boot under {accel}: {why}")
-        for m in modules:
-            loads[m] = _not_run(m, index, f"the kernel did not boot: {why}\n{tail}")
+        loads += [_not_run(m, index, f"the kernel did not boot: {why}\n{tail}") for m in modules]
         return len(modules)
     return settled
 
