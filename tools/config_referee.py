@@ -161,9 +161,7 @@ def run_series(series: str, manifest: dict, sources: dict, work: str) -> dict:
         "fixed_point": first == second,
         "identical_to_make": assignments(first) == assignments(real["text"]),
         "changed_vs_written": sorted(
-            n
-            for n in set(before) | set(first_values)
-            if before.get(n) != first_values.get(n)
+            n for n in set(before) | set(first_values) if before.get(n) != first_values.get(n)
         ),
     }
     log(f"{series} round trip: {out['round-trip']}")
