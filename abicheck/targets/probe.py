@@ -406,7 +406,9 @@ def cache_dir() -> str | None:
     return os.path.join(base, "abicheck")
 
 
-def _cache_key(spec: ProbeSpec, compiler: Compiler) -> str:
+def cache_key(spec: ProbeSpec, compiler: Compiler, *extra: str) -> str:
+    """What a compiled answer depends on: the target, its header dirs, the compiler and the
+    arch's flags, and ``extra`` (another probe's own name and inputs, e.g. prototypes.py's)."""
     h = hashlib.sha256()
     for part in (
         str(CACHE_FORMAT),
@@ -416,6 +418,7 @@ def _cache_key(spec: ProbeSpec, compiler: Compiler) -> str:
         spec.arch,
         compiler.identity(),
         " ".join(_arch_flags(spec.arch)),
+        *extra,
     ):
         h.update(part.encode("utf-8", "surrogateescape") + b"\0")
     return h.hexdigest()[:32]
@@ -591,7 +594,7 @@ class ProbeTypes:
         self.spec = spec
         self.source = f"probe:{spec.dirs[0]}"
         self.compiler = Compiler.find(compiler_for(spec.config, spec.arch))
-        self._key = _cache_key(spec, self.compiler)
+        self._key = cache_key(spec, self.compiler)
         directory = cache_dir()
         self._cache_path = (
             os.path.join(directory, "probe", self._key + ".json") if directory else None

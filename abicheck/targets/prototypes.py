@@ -32,7 +32,6 @@ the result is cached like the probe's (per tree inputs, compiler and header list
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,7 +40,6 @@ import tempfile
 from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass
 
-from abicheck import __version__
 from abicheck.model import KernelTarget, StructLayout
 from abicheck.readers.btf import BTF_KIND_FUNC_PROTO, BTF_KIND_PTR, Btf, BtfError
 from abicheck.targets.probe import (
@@ -50,9 +48,9 @@ from abicheck.targets.probe import (
     Compiler,
     ProbeSpec,
     ProbeUnavailable,
-    _arch_flags,
     _include_dirs,
     cache_dir,
+    cache_key,
     checked_inputs,
     compiler_argv,
     compiler_env,
@@ -126,20 +124,8 @@ def _cache_paths(spec: ProbeSpec, compiler: Compiler) -> tuple[str, str] | None:
     directory = cache_dir()
     if directory is None:
         return None
-    h = hashlib.sha256()
-    for part in (
-        "prototypes",
-        str(CACHE_FORMAT),
-        __version__,
-        spec.digest,
-        *(os.path.realpath(d) for d in spec.dirs),
-        spec.arch,
-        compiler.identity(),
-        " ".join(_arch_flags(spec.arch)),
-        *HEADERS,
-    ):
-        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    base = os.path.join(directory, "probe", "proto-" + h.hexdigest()[:32])
+    key = cache_key(spec, compiler, "prototypes", str(CACHE_FORMAT), *HEADERS)
+    base = os.path.join(directory, "probe", "proto-" + key)
     return base + ".json", base + ".btf"
 
 
